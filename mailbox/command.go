@@ -1,0 +1,282 @@
+package mailbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Kind names what a Command does.
+type Kind byte
+
+// The kinds of command. The numbers are written into the raft log: never
+// reuse or renumber one.
+const (
+	KindCreateUser    Kind = 1
+	KindDeleteUser    Kind = 2
+	KindCreateMailbox Kind = 3
+	KindRevokeMailbox Kind = 4
+	KindPublish       Kind = 5
+	KindAck           Kind = 6
+	KindTouchDevice   Kind = 7
+	KindDeleteDevice  Kind = 8
+	KindIssueTicket   Kind = 9
+	KindRedeemTicket  Kind = 10
+	KindExpire        Kind = 11
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindCreateUser:
+		return "create-user"
+	case KindDeleteUser:
+		return "delete-user"
+	case KindCreateMailbox:
+		return "create-mailbox"
+	case KindRevokeMailbox:
+		return "revoke-mailbox"
+	case KindPublish:
+		return "publish"
+	case KindAck:
+		return "ack"
+	case KindTouchDevice:
+		return "touch-device"
+	case KindDeleteDevice:
+		return "delete-device"
+	case KindIssueTicket:
+		return "issue-ticket"
+	case KindRedeemTicket:
+		return "redeem-ticket"
+	case KindExpire:
+		return "expire"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+// Command is one change of state: the body of one raft log entry. Exactly one
+// body field matching Kind is set. At is the proposer's clock when it
+// proposed, in unix nanoseconds; it is the only clock Apply knows.
+type Command struct {
+	Kind Kind  `json:"-"`
+	At   int64 `json:"at"`
+
+	CreateUser    *CreateUser    `json:"create_user,omitempty"`
+	DeleteUser    *DeleteUser    `json:"delete_user,omitempty"`
+	CreateMailbox *CreateMailbox `json:"create_mailbox,omitempty"`
+	RevokeMailbox *RevokeMailbox `json:"revoke_mailbox,omitempty"`
+	Publish       *Publish       `json:"publish,omitempty"`
+	Ack           *Ack           `json:"ack,omitempty"`
+	TouchDevice   *TouchDevice   `json:"touch_device,omitempty"`
+	DeleteDevice  *DeleteDevice  `json:"delete_device,omitempty"`
+	IssueTicket   *IssueTicket   `json:"issue_ticket,omitempty"`
+	RedeemTicket  *RedeemTicket  `json:"redeem_ticket,omitempty"`
+	Expire        *Expire        `json:"expire,omitempty"`
+}
+
+// CreateUser registers a user. The secret itself never enters the log.
+type CreateUser struct {
+	UserID     string `json:"user_id"`
+	SecretHash []byte `json:"secret_hash"`
+}
+
+// DeleteUser removes a user with all its mailboxes, devices and messages.
+// Pending messages end revoked.
+type DeleteUser struct {
+	UserID string `json:"user_id"`
+}
+
+// CreateMailbox makes a mailbox for a user. The token itself never enters the log.
+type CreateMailbox struct {
+	MailboxID     string `json:"mailbox_id"`
+	UserID        string `json:"user_id"`
+	Label         string `json:"label"`
+	TokenHash     []byte `json:"token_hash"`
+	ReceiptURL    string `json:"receipt_url,omitempty"`
+	ReceiptSecret string `json:"receipt_secret"`
+}
+
+// RevokeMailbox revokes a mailbox's token, by mailbox id (a user acting) or by
+// token hash (the app acting). When UserID is set, the mailbox must belong to
+// that user. Pending messages of the mailbox end revoked.
+type RevokeMailbox struct {
+	MailboxID string `json:"mailbox_id,omitempty"`
+	TokenHash []byte `json:"token_hash,omitempty"`
+	UserID    string `json:"user_id,omitempty"`
+}
+
+// Publish posts messages, each independently: one item failing does not fail
+// the others. Many publishers' items share one Publish (group commit).
+type Publish struct {
+	Items []PublishItem `json:"items"`
+}
+
+// PublishItem is one message to post to the mailbox that TokenHash opens.
+type PublishItem struct {
+	ID             string  `json:"id"` // chosen by the proposer, unique
+	TokenHash      []byte  `json:"token_hash"`
+	Data           string  `json:"data"`
+	TTL            int64   `json:"ttl"` // seconds; 0 = deliver to connected devices now, or drop
+	Topic          string  `json:"topic,omitempty"`
+	Urgency        Urgency `json:"urgency"`
+	IdempotencyKey string  `json:"idempotency_key,omitempty"`
+	// RequestHash identifies the request's content (payload and headers), so
+	// that a reused Idempotency-Key with different content is refused.
+	RequestHash []byte `json:"request_hash,omitempty"`
+}
+
+// Ack moves a device's cursor forward to Seq (cumulative). An ack at or below
+// the cursor changes nothing; an ack beyond the stream's last seq is refused.
+type Ack struct {
+	UserID   string `json:"user_id"`
+	DeviceID string `json:"device_id"`
+	Seq      Seq    `json:"seq"`
+}
+
+// TouchDevice records that a device connected, creating it on first sight
+// with its cursor at From (or at the current cursor if the device is known).
+type TouchDevice struct {
+	UserID   string `json:"user_id"`
+	DeviceID string `json:"device_id"`
+	From     Seq    `json:"from"`
+}
+
+// DeleteDevice forgets a device; it no longer holds messages back.
+type DeleteDevice struct {
+	UserID   string `json:"user_id"`
+	DeviceID string `json:"device_id"`
+}
+
+// IssueTicket stores a connect ticket by its hash.
+type IssueTicket struct {
+	TicketHash []byte `json:"ticket_hash"`
+	UserID     string `json:"user_id"`
+	ExpiresAt  int64  `json:"expires_at"`
+}
+
+// RedeemTicket uses up a ticket. It succeeds once, before the ticket expires.
+type RedeemTicket struct {
+	TicketHash []byte `json:"ticket_hash"`
+}
+
+// Expire ends every message whose TTL passed by the command's At, and drops
+// everything else whose keeping window ended (idempotency keys, statuses,
+// tickets). Limit bounds the work of one command; the leader proposes another
+// while work remains.
+type Expire struct {
+	Limit int `json:"limit"`
+}
+
+// commandVersion is the first byte of every encoded command. Bump it when an
+// encoding changes incompatibly, and keep decoding the old one.
+const commandVersion = 1
+
+// ErrBadCommand means a log entry could not be decoded.
+var ErrBadCommand = errors.New("mailbox: bad command")
+
+// Encode returns the command's log entry: a version byte, the kind byte, then
+// the JSON body.
+func (c *Command) Encode() ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: encode %v: %w", c.Kind, err)
+	}
+	out := make([]byte, 0, len(body)+2)
+	out = append(out, commandVersion, byte(c.Kind))
+	return append(out, body...), nil
+}
+
+// DecodeCommand is the inverse of Encode. It checks that the body matches the
+// kind, so Apply never sees a command without its body.
+func DecodeCommand(b []byte) (*Command, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
+	}
+	if b[0] != commandVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrBadCommand, b[0])
+	}
+	c := &Command{Kind: Kind(b[1])}
+	if err := json.Unmarshal(b[2:], c); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrBadCommand, c.Kind, err)
+	}
+	if !c.hasBody() {
+		return nil, fmt.Errorf("%w: %v without its body", ErrBadCommand, c.Kind)
+	}
+	return c, nil
+}
+
+// hasBody reports whether the body field of the command's kind is set.
+func (c *Command) hasBody() bool {
+	switch c.Kind {
+	case KindCreateUser:
+		return c.CreateUser != nil
+	case KindDeleteUser:
+		return c.DeleteUser != nil
+	case KindCreateMailbox:
+		return c.CreateMailbox != nil
+	case KindRevokeMailbox:
+		return c.RevokeMailbox != nil
+	case KindPublish:
+		return c.Publish != nil
+	case KindAck:
+		return c.Ack != nil
+	case KindTouchDevice:
+		return c.TouchDevice != nil
+	case KindDeleteDevice:
+		return c.DeleteDevice != nil
+	case KindIssueTicket:
+		return c.IssueTicket != nil
+	case KindRedeemTicket:
+		return c.RedeemTicket != nil
+	case KindExpire:
+		return c.Expire != nil
+	}
+	return false
+}
+
+// Result is what applying a command answered. Err is the command's refusal
+// (a sentinel of this package, wrapped); storage failures are not results but
+// errors of Apply itself.
+type Result struct {
+	Err       error
+	User      *User           // CreateUser
+	Mailbox   *Mailbox        // CreateMailbox, RevokeMailbox
+	Device    *Device         // Ack, TouchDevice
+	Ticket    *Ticket         // RedeemTicket
+	Published []PublishedItem // Publish, one per item in order
+	Expired   int             // Expire: how many things ended; Expire.Limit reached means run again
+	More      bool            // Expire: work remains
+}
+
+// PublishedItem is the outcome of one PublishItem.
+type PublishedItem struct {
+	Err error // ErrTokenUnknown, ErrTokenRevoked, ErrIdempotencyConflict
+	// Status is the message's status. For a repeated Idempotency-Key it is the
+	// first message's status, and Duplicate is true.
+	Status    *MessageStatus
+	Duplicate bool
+}
+
+// EventKind names an Event.
+type EventKind byte
+
+// The kinds of event.
+const (
+	EventPublished      EventKind = iota + 1 // Message is new in User's stream
+	EventAcked                               // Device's cursor moved to Seq
+	EventMailboxRevoked                      // Mailbox's token no longer publishes
+	EventUserDeleted                         // User is gone; its sessions must end
+	EventDeviceDeleted                       // Device is gone; its sessions must end
+	EventFinal                               // Status reached its final state
+)
+
+// Event tells the layers above what an applied command changed, so that the
+// hub can push to sessions without reading badger for every message.
+type Event struct {
+	Kind    EventKind
+	UserID  string
+	Device  string
+	Seq     Seq
+	Message *Message
+	Mailbox *Mailbox
+	Status  *MessageStatus
+}

@@ -1,10 +1,705 @@
 package mailbox
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
 
-// Apply applies the command of raft log entry index. An index at or below
-// Applied() is skipped and returns a zero Result. A refusal is in Result.Err;
-// an error means storage failed and the node must stop applying.
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Apply applies the command of raft log entry index, in one badger
+// transaction that also records index as applied. An index at or below
+// Applied() was applied before (a replay after restart) and is skipped with a
+// zero Result. A refusal is in Result.Err and changes nothing but the applied
+// index; an error means storage failed and the caller must stop applying.
 func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
-	return Result{}, nil, errors.New("TODO")
+	if index <= s.applied.Load() {
+		return Result{}, nil, nil
+	}
+	// Time never runs backwards inside the state machine, even if a new
+	// leader's clock is behind the old one's.
+	at := max(cmd.At, s.lastAt)
+	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+	defer a.txn.Discard()
+
+	res, err := a.apply(cmd)
+	if err != nil {
+		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)
+	}
+	if err := a.txn.Set(appliedKey(), appliedValue(index, at)); err != nil {
+		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)
+	}
+	if err := a.txn.Commit(); err != nil {
+		return Result{}, nil, fmt.Errorf("mailbox: commit %v at index %d: %w", cmd.Kind, index, err)
+	}
+	s.applied.Store(index)
+	s.lastAt = at
+	return res, a.events, nil
+}
+
+// applier holds one Apply's transaction, clock and the events it produces.
+// Its methods return a Result for refusals and an error for storage failures.
+// A refusal is decided before anything is written.
+type applier struct {
+	txn    *badger.Txn
+	at     int64
+	policy Policy
+	events []Event
+}
+
+func (a *applier) apply(cmd *Command) (Result, error) {
+	switch cmd.Kind {
+	case KindCreateUser:
+		return a.createUser(cmd.CreateUser)
+	case KindDeleteUser:
+		return a.deleteUser(cmd.DeleteUser)
+	case KindCreateMailbox:
+		return a.createMailbox(cmd.CreateMailbox)
+	case KindRevokeMailbox:
+		return a.revokeMailbox(cmd.RevokeMailbox)
+	case KindPublish:
+		return a.publish(cmd.Publish)
+	case KindAck:
+		return a.ack(cmd.Ack)
+	case KindTouchDevice:
+		return a.touchDevice(cmd.TouchDevice)
+	case KindDeleteDevice:
+		return a.deleteDevice(cmd.DeleteDevice)
+	case KindIssueTicket:
+		return a.issueTicket(cmd.IssueTicket)
+	case KindRedeemTicket:
+		return a.redeemTicket(cmd.RedeemTicket)
+	case KindExpire:
+		return a.expire(cmd.Expire)
+	}
+	// DecodeCommand refuses unknown kinds; reaching here is a programming error.
+	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrBadCommand, cmd.Kind)
+}
+
+func refuse(err error, format string, args ...any) Result {
+	return Result{Err: fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)}
+}
+
+func (a *applier) emit(e Event) { a.events = append(a.events, e) }
+
+// ---- users ----
+
+func (a *applier) createUser(c *CreateUser) (Result, error) {
+	if !ValidID(c.UserID) || len(c.SecretHash) != 32 {
+		return refuse(ErrInvalid, "create user %q", c.UserID), nil
+	}
+	var u User
+	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || ok {
+		return refuse(ErrUserExists, "create user %s", c.UserID), err
+	}
+	u = User{ID: c.UserID, SecretHash: c.SecretHash, CreatedAt: a.at}
+	return Result{User: &u}, setJSON(a.txn, userKey(u.ID), u)
+}
+
+func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
+	var u User
+	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
+		return refuse(ErrUserUnknown, "delete user %s", c.UserID), err
+	}
+	// Messages first: they end revoked, and their index entries go with them.
+	msgs, err := a.streamRange(u.ID, 0, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, m := range msgs {
+		if err := a.dropMessage(m, StateRevoked, ""); err != nil {
+			return Result{}, err
+		}
+	}
+	mbs, err := a.keysWithPrefix(userMailboxPrefix(u.ID))
+	if err != nil {
+		return Result{}, err
+	}
+	for _, k := range mbs {
+		mbID := string(k[len(userMailboxPrefix(u.ID)):])
+		var mb Mailbox
+		if ok, err := found(getJSON(a.txn, mailboxKey(mbID), &mb)); err != nil {
+			return Result{}, err
+		} else if ok {
+			if err := a.deleteMailboxKeys(mb); err != nil {
+				return Result{}, err
+			}
+		}
+		if err := a.txn.Delete(k); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := a.deletePrefix(devicePrefix(u.ID)); err != nil {
+		return Result{}, err
+	}
+	a.emit(Event{Kind: EventUserDeleted, UserID: u.ID})
+	return Result{User: &u}, a.txn.Delete(userKey(u.ID))
+}
+
+// ---- mailboxes ----
+
+func (a *applier) createMailbox(c *CreateMailbox) (Result, error) {
+	if !ValidID(c.MailboxID) || len(c.TokenHash) != 32 {
+		return refuse(ErrInvalid, "create mailbox %q", c.MailboxID), nil
+	}
+	var u User
+	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
+		return refuse(ErrUserUnknown, "create mailbox for user %s", c.UserID), err
+	}
+	for _, k := range [][]byte{mailboxKey(c.MailboxID), tokenKey(c.TokenHash)} {
+		if _, err := a.txn.Get(k); err == nil {
+			return refuse(ErrMailboxExists, "create mailbox %s", c.MailboxID), nil
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return Result{}, err
+		}
+	}
+	mb := Mailbox{
+		ID: c.MailboxID, UserID: c.UserID, Label: c.Label, TokenHash: c.TokenHash,
+		ReceiptURL: c.ReceiptURL, ReceiptSecret: c.ReceiptSecret, CreatedAt: a.at,
+	}
+	if err := setJSON(a.txn, mailboxKey(mb.ID), mb); err != nil {
+		return Result{}, err
+	}
+	if err := a.txn.Set(userMailboxKey(mb.UserID, mb.ID), nil); err != nil {
+		return Result{}, err
+	}
+	return Result{Mailbox: &mb}, a.txn.Set(tokenKey(mb.TokenHash), []byte(mb.ID))
+}
+
+func (a *applier) revokeMailbox(c *RevokeMailbox) (Result, error) {
+	mb, refusal, err := a.findMailbox(c)
+	if err != nil || refusal != nil {
+		return Result{Err: refusal}, err
+	}
+	if mb.Revoked() {
+		return refuse(ErrTokenRevoked, "revoke mailbox %s", mb.ID), nil
+	}
+	mb.RevokedAt = a.at
+	if err := setJSON(a.txn, mailboxKey(mb.ID), mb); err != nil {
+		return Result{}, err
+	}
+	// Its pending messages are withdrawn from the user's stream.
+	msgs, err := a.streamRange(mb.UserID, 0, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, m := range msgs {
+		if m.MailboxID != mb.ID {
+			continue
+		}
+		if err := a.dropMessage(m, StateRevoked, ""); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := a.deletePrefix(key(tagTopic, []byte(mb.ID), nil)); err != nil {
+		return Result{}, err
+	}
+	a.emit(Event{Kind: EventMailboxRevoked, UserID: mb.UserID, Mailbox: mb})
+	return Result{Mailbox: mb}, nil
+}
+
+// findMailbox resolves a RevokeMailbox's target: by id, or by token hash.
+func (a *applier) findMailbox(c *RevokeMailbox) (mb *Mailbox, refusal, err error) {
+	id := c.MailboxID
+	if id == "" {
+		item, err := a.txn.Get(tokenKey(c.TokenHash))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, fmt.Errorf("revoke by token: %w", ErrTokenUnknown), nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		id = string(v)
+	}
+	mb = new(Mailbox)
+	ok, err := found(getJSON(a.txn, mailboxKey(id), mb))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || (c.UserID != "" && mb.UserID != c.UserID) {
+		return nil, fmt.Errorf("revoke mailbox %s: %w", id, ErrMailboxUnknown), nil
+	}
+	return mb, nil, nil
+}
+
+// deleteMailboxKeys removes a mailbox with its token, topics and idempotency keys.
+func (a *applier) deleteMailboxKeys(mb Mailbox) error {
+	for _, p := range [][]byte{key(tagTopic, []byte(mb.ID), nil), key(tagIdem, []byte(mb.ID), nil)} {
+		if err := a.deletePrefix(p); err != nil {
+			return err
+		}
+	}
+	if err := a.txn.Delete(tokenKey(mb.TokenHash)); err != nil {
+		return err
+	}
+	return a.txn.Delete(mailboxKey(mb.ID))
+}
+
+// ---- publishing ----
+
+// IdemRecord is what an Idempotency-Key remembers.
+type IdemRecord struct {
+	MessageID   string `json:"message_id"`
+	RequestHash []byte `json:"request_hash"`
+}
+
+func (a *applier) publish(c *Publish) (Result, error) {
+	out := make([]PublishedItem, len(c.Items))
+	for i := range c.Items {
+		r, err := a.publishOne(&c.Items[i])
+		if err != nil {
+			return Result{}, err
+		}
+		out[i] = r
+	}
+	return Result{Published: out}, nil
+}
+
+func (a *applier) publishOne(it *PublishItem) (PublishedItem, error) {
+	if !ValidID(it.ID) || it.TTL < 0 || (it.Topic != "" && !ValidTopic(it.Topic)) {
+		return PublishedItem{Err: fmt.Errorf("publish %q: %w", it.ID, ErrInvalid)}, nil
+	}
+	mb, refusal, err := a.liveMailbox(it.TokenHash)
+	if err != nil || refusal != nil {
+		return PublishedItem{Err: refusal}, err
+	}
+	if it.IdempotencyKey != "" {
+		var rec IdemRecord
+		ok, err := found(getJSON(a.txn, idemKey(mb.ID, it.IdempotencyKey), &rec))
+		if err != nil {
+			return PublishedItem{}, err
+		}
+		if ok {
+			if !bytes.Equal(rec.RequestHash, it.RequestHash) {
+				return PublishedItem{Err: fmt.Errorf("publish to mailbox %s, key %q: %w", mb.ID, it.IdempotencyKey, ErrIdempotencyConflict)}, nil
+			}
+			var st MessageStatus
+			if ok, err := found(getJSON(a.txn, statusKey(rec.MessageID), &st)); err != nil || ok {
+				return PublishedItem{Status: &st, Duplicate: true}, err
+			}
+			// The first message's status is gone (its user was deleted and
+			// made again, say): the key names nothing, so publish anew.
+		}
+	}
+	if _, err := a.txn.Get(statusKey(it.ID)); err == nil {
+		return PublishedItem{Err: fmt.Errorf("publish: message id %s taken: %w", it.ID, ErrInvalid)}, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return PublishedItem{}, err
+	}
+
+	var u User
+	// A mailbox never outlives its user (deleteUser removes its mailboxes),
+	// so a missing user is a broken store, not a refusal.
+	if err := getJSON(a.txn, userKey(mb.UserID), &u); err != nil {
+		return PublishedItem{}, fmt.Errorf("mailbox %s names user %s: %w", mb.ID, mb.UserID, err)
+	}
+	u.LastSeq++
+	if err := setJSON(a.txn, userKey(u.ID), u); err != nil {
+		return PublishedItem{}, err
+	}
+	msg := Message{
+		ID: it.ID, Seq: u.LastSeq, UserID: u.ID, MailboxID: mb.ID, Topic: it.Topic,
+		Urgency: it.Urgency, At: a.at, ExpiresAt: a.at + it.TTL*int64(time.Second), Data: it.Data,
+	}
+	if msg.Urgency == "" {
+		msg.Urgency = UrgencyNormal
+	}
+	if msg.Topic != "" {
+		if err := a.replaceTopic(mb.ID, msg); err != nil {
+			return PublishedItem{}, err
+		}
+		if err := a.txn.Set(topicKey(mb.ID, msg.Topic), be64(uint64(msg.Seq))); err != nil {
+			return PublishedItem{}, err
+		}
+	}
+	st := MessageStatus{
+		ID: msg.ID, UserID: u.ID, MailboxID: mb.ID, Seq: msg.Seq, Topic: msg.Topic,
+		State: StatePending, At: msg.At, ExpiresAt: msg.ExpiresAt,
+	}
+	if err := setJSON(a.txn, statusKey(st.ID), st); err != nil {
+		return PublishedItem{}, err
+	}
+	if err := setJSON(a.txn, streamKey(u.ID, msg.Seq), msg); err != nil {
+		return PublishedItem{}, err
+	}
+	if err := a.txn.Set(expiryKey(msg.ExpiresAt, u.ID, msg.Seq), nil); err != nil {
+		return PublishedItem{}, err
+	}
+	if it.IdempotencyKey != "" {
+		k := idemKey(mb.ID, it.IdempotencyKey)
+		if err := setJSON(a.txn, k, IdemRecord{MessageID: msg.ID, RequestHash: it.RequestHash}); err != nil {
+			return PublishedItem{}, err
+		}
+		if err := a.collectAt(a.at+int64(a.policy.IdempotencyWindow), k); err != nil {
+			return PublishedItem{}, err
+		}
+	}
+	a.emit(Event{Kind: EventPublished, UserID: u.ID, Seq: msg.Seq, Message: &msg})
+	return PublishedItem{Status: &st}, nil
+}
+
+// liveMailbox returns the mailbox a token opens if it may publish; otherwise
+// a refusal (ErrTokenUnknown, ErrTokenRevoked).
+func (a *applier) liveMailbox(tokenHash []byte) (mb Mailbox, refusal, err error) {
+	item, err := a.txn.Get(tokenKey(tokenHash))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return mb, fmt.Errorf("publish: %w", ErrTokenUnknown), nil
+	}
+	if err != nil {
+		return mb, nil, err
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return mb, nil, err
+	}
+	if err := getJSON(a.txn, mailboxKey(string(id)), &mb); err != nil {
+		return mb, nil, fmt.Errorf("token names mailbox %s: %w", id, err)
+	}
+	if mb.Revoked() {
+		return mb, fmt.Errorf("publish to mailbox %s: %w", mb.ID, ErrTokenRevoked), nil
+	}
+	return mb, nil, nil
+}
+
+// replaceTopic ends the pending message that holds msg's topic in the mailbox.
+func (a *applier) replaceTopic(mbID string, msg Message) error {
+	item, err := a.txn.Get(topicKey(mbID, msg.Topic))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil || len(v) != 8 {
+		return errors.Join(err, fmt.Errorf("topic record of %d bytes", len(v)))
+	}
+	var old Message
+	ok, err := found(getJSON(a.txn, streamKey(msg.UserID, Seq(be64dec(v))), &old))
+	if err != nil || !ok {
+		return err // already gone from the stream: acked by all, or expired
+	}
+	state := StateReplaced
+	if old.Expired(a.at) {
+		state = StateExpired
+	}
+	return a.dropMessage(old, state, msg.ID)
+}
+
+// ---- devices and acks ----
+
+func (a *applier) ack(c *Ack) (Result, error) {
+	u, dev, refusal, err := a.device(c.UserID, c.DeviceID, true)
+	if err != nil || refusal != nil {
+		return Result{Err: refusal}, err
+	}
+	if c.Seq > u.LastSeq {
+		return refuse(ErrAckBeyondStream, "ack %d from device %s (stream ends at %d)", c.Seq, c.DeviceID, u.LastSeq), nil
+	}
+	dev.LastSeen = a.at
+	if err := a.advance(&dev, c.Seq); err != nil {
+		return Result{}, err
+	}
+	return Result{Device: &dev}, nil
+}
+
+func (a *applier) touchDevice(c *TouchDevice) (Result, error) {
+	u, dev, refusal, err := a.device(c.UserID, c.DeviceID, true)
+	if err != nil || refusal != nil {
+		return Result{Err: refusal}, err
+	}
+	dev.LastSeen = a.at
+	if err := a.advance(&dev, min(c.From, u.LastSeq)); err != nil {
+		return Result{}, err
+	}
+	return Result{Device: &dev}, nil
+}
+
+func (a *applier) deleteDevice(c *DeleteDevice) (Result, error) {
+	_, dev, refusal, err := a.device(c.UserID, c.DeviceID, false)
+	if err != nil || refusal != nil {
+		return Result{Err: refusal}, err
+	}
+	if err := a.txn.Delete(deviceKey(dev.UserID, dev.ID)); err != nil {
+		return Result{}, err
+	}
+	a.emit(Event{Kind: EventDeviceDeleted, UserID: dev.UserID, Device: dev.ID})
+	// Without this device, the others may have acked everything that is left.
+	return Result{Device: &dev}, a.trim(dev.UserID)
+}
+
+// device loads a user and one of its devices. With create, an unknown device
+// is a new one with its cursor at 0; without, it is ErrDeviceUnknown.
+func (a *applier) device(userID, deviceID string, create bool) (u User, dev Device, refusal, err error) {
+	if !ValidDeviceID(deviceID) {
+		return u, dev, fmt.Errorf("device %q: %w", deviceID, ErrInvalid), nil
+	}
+	if ok, err := found(getJSON(a.txn, userKey(userID), &u)); err != nil || !ok {
+		return u, dev, fmt.Errorf("device %s: %w", deviceID, ErrUserUnknown), err
+	}
+	ok, err := found(getJSON(a.txn, deviceKey(userID, deviceID), &dev))
+	if err != nil {
+		return u, dev, nil, err
+	}
+	if !ok {
+		if !create {
+			return u, dev, fmt.Errorf("device %s: %w", deviceID, ErrDeviceUnknown), nil
+		}
+		dev = Device{ID: deviceID, UserID: userID, Created: a.at}
+	}
+	return u, dev, nil, nil
+}
+
+// advance moves the device's cursor to seq if that is forward, marks what it
+// newly acknowledged as delivered, saves the device and drops what every
+// active device has now acknowledged.
+func (a *applier) advance(dev *Device, seq Seq) error {
+	from := dev.Cursor
+	if seq > from {
+		msgs, err := a.streamRange(dev.UserID, from, seq)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := a.finish(m.ID, StateDelivered, dev.ID, ""); err != nil {
+				return err
+			}
+		}
+		dev.Cursor = seq
+		a.emit(Event{Kind: EventAcked, UserID: dev.UserID, Device: dev.ID, Seq: seq})
+	}
+	if err := setJSON(a.txn, deviceKey(dev.UserID, dev.ID), dev); err != nil {
+		return err
+	}
+	if seq > from {
+		return a.trim(dev.UserID)
+	}
+	return nil
+}
+
+// trim drops the messages that every device seen within the retention window
+// has acknowledged. A user without such a device keeps messages until TTL.
+func (a *applier) trim(userID string) error {
+	devs, err := a.devices(userID)
+	if err != nil {
+		return err
+	}
+	var floor Seq
+	active := 0
+	for _, d := range devs {
+		if d.LastSeen < a.at-int64(a.policy.DeviceRetention) {
+			continue
+		}
+		if active == 0 || d.Cursor < floor {
+			floor = d.Cursor
+		}
+		active++
+	}
+	if active == 0 || floor == 0 {
+		return nil
+	}
+	msgs, err := a.streamRange(userID, 0, floor)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := a.dropMessage(m, StateDelivered, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) devices(userID string) ([]Device, error) {
+	var out []Device
+	err := iterPrefix(a.txn, devicePrefix(userID), func(_ []byte, v []byte) error {
+		var d Device
+		if err := unmarshal(v, &d); err != nil {
+			return err
+		}
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+// ---- tickets ----
+
+func (a *applier) issueTicket(c *IssueTicket) (Result, error) {
+	if len(c.TicketHash) != 32 {
+		return refuse(ErrInvalid, "issue ticket"), nil
+	}
+	var u User
+	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
+		return refuse(ErrUserUnknown, "issue ticket for %s", c.UserID), err
+	}
+	t := Ticket{UserID: c.UserID, ExpiresAt: c.ExpiresAt}
+	if err := setJSON(a.txn, ticketKey(c.TicketHash), t); err != nil {
+		return Result{}, err
+	}
+	return Result{Ticket: &t}, a.collectAt(c.ExpiresAt, ticketKey(c.TicketHash))
+}
+
+func (a *applier) redeemTicket(c *RedeemTicket) (Result, error) {
+	var t Ticket
+	ok, err := found(getJSON(a.txn, ticketKey(c.TicketHash), &t))
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok || a.at >= t.ExpiresAt {
+		return refuse(ErrTicketInvalid, "redeem ticket"), nil
+	}
+	return Result{Ticket: &t}, a.txn.Delete(ticketKey(c.TicketHash))
+}
+
+// ---- expiry ----
+
+func (a *applier) expire(c *Expire) (Result, error) {
+	limit := c.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	var res Result
+	// Messages whose TTL passed.
+	var due [][]byte
+	err := iterKeys(a.txn, expiryPrefix(), func(k []byte) bool {
+		at, _, _, ok := parseExpiryKey(k)
+		if !ok || at > a.at || len(due) == limit {
+			return false
+		}
+		due = append(due, bytes.Clone(k))
+		return true
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, k := range due {
+		_, user, seq, _ := parseExpiryKey(k)
+		var m Message
+		ok, err := found(getJSON(a.txn, streamKey(user, seq), &m))
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok { // a dangling index entry: drop it
+			if err := a.txn.Delete(k); err != nil {
+				return Result{}, err
+			}
+			continue
+		}
+		if err := a.dropMessage(m, StateExpired, ""); err != nil {
+			return Result{}, err
+		}
+	}
+	res.Expired = len(due)
+	// Records whose keeping window ended.
+	var garbage [][]byte
+	err = iterKeys(a.txn, garbagePrefix(), func(k []byte) bool {
+		deadline, _, ok := parseGarbageKey(k)
+		if !ok || deadline > a.at || res.Expired+len(garbage) == limit {
+			return false
+		}
+		garbage = append(garbage, bytes.Clone(k))
+		return true
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, k := range garbage {
+		_, target, _ := parseGarbageKey(k)
+		if err := a.txn.Delete(target); err != nil {
+			return Result{}, err
+		}
+		if err := a.txn.Delete(k); err != nil {
+			return Result{}, err
+		}
+	}
+	res.Expired += len(garbage)
+	res.More = res.Expired == limit
+	return res, nil
+}
+
+// ---- shared steps ----
+
+// dropMessage removes a message from its user's stream with its index
+// entries, and ends its status in state if it was still pending.
+func (a *applier) dropMessage(m Message, state State, replacedBy string) error {
+	if err := a.txn.Delete(streamKey(m.UserID, m.Seq)); err != nil {
+		return err
+	}
+	if err := a.txn.Delete(expiryKey(m.ExpiresAt, m.UserID, m.Seq)); err != nil {
+		return err
+	}
+	if m.Topic != "" {
+		tk := topicKey(m.MailboxID, m.Topic)
+		item, err := a.txn.Get(tk)
+		if err == nil {
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(v) == 8 && Seq(be64dec(v)) == m.Seq {
+				if err := a.txn.Delete(tk); err != nil {
+					return err
+				}
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+	}
+	return a.finish(m.ID, state, "", replacedBy)
+}
+
+// finish moves a pending message's status to its final state. A status that
+// is already final, or gone, stays as it is: a message has one fate.
+func (a *applier) finish(id string, state State, device, replacedBy string) error {
+	var st MessageStatus
+	ok, err := found(getJSON(a.txn, statusKey(id), &st))
+	if err != nil || !ok || st.State != StatePending {
+		return err
+	}
+	st.State, st.FinalAt, st.DeliveredTo, st.ReplacedBy = state, a.at, device, replacedBy
+	if err := setJSON(a.txn, statusKey(id), st); err != nil {
+		return err
+	}
+	a.emit(Event{Kind: EventFinal, UserID: st.UserID, Seq: st.Seq, Status: &st})
+	return a.collectAt(a.at+int64(a.policy.StatusRetention), statusKey(id))
+}
+
+// streamRange returns the messages of the user's stream with from < seq <= to;
+// to == 0 means to the end.
+func (a *applier) streamRange(userID string, from, to Seq) ([]Message, error) {
+	return streamRange(a.txn, userID, from, to, 0)
+}
+
+// collectAt schedules k for deletion once the deadline passes.
+func (a *applier) collectAt(deadline int64, k []byte) error {
+	return a.txn.Set(garbageKey(deadline, k), nil)
+}
+
+func (a *applier) keysWithPrefix(prefix []byte) ([][]byte, error) {
+	var out [][]byte
+	err := iterKeys(a.txn, prefix, func(k []byte) bool {
+		out = append(out, bytes.Clone(k))
+		return true
+	})
+	return out, err
+}
+
+func (a *applier) deletePrefix(prefix []byte) error {
+	keys, err := a.keysWithPrefix(prefix)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := a.txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,48 +3,172 @@ package mailbox
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Reads. Each runs in its own read-only badger transaction: a consistent view.
+// Reads. Each runs in its own read-only badger transaction: a consistent view
+// of the state at some applied index.
 
-// Authenticate returns the user that secret belongs to. A malformed secret,
-// an unknown user and a wrong secret are all ErrUserUnknown.
+// Authenticate returns the user that secret belongs to, comparing hashes in
+// constant time. A malformed secret, an unknown user and a wrong secret are
+// all ErrUserUnknown.
 func (s *Store) Authenticate(secret string) (User, error) {
-	return User{}, errors.New("TODO")
+	id := SecretUser(secret)
+	if id == "" {
+		return User{}, ErrUserUnknown
+	}
+	u, err := s.User(id)
+	if err != nil {
+		return User{}, err
+	}
+	if !hashEqual(Hash(secret), u.SecretHash) {
+		return User{}, ErrUserUnknown
+	}
+	return u, nil
 }
 
 // User returns the user with that id, or ErrUserUnknown.
-func (s *Store) User(id string) (User, error) { return User{}, errors.New("TODO") }
+func (s *Store) User(id string) (User, error) {
+	var u User
+	return u, s.get(userKey(id), &u, ErrUserUnknown)
+}
 
-// MailboxByToken returns the mailbox a token opens, revoked or not, or ErrTokenUnknown.
-func (s *Store) MailboxByToken(token string) (Mailbox, error) { return Mailbox{}, errors.New("TODO") }
+// MailboxByToken returns the mailbox a token opens, revoked or not, or
+// ErrTokenUnknown.
+func (s *Store) MailboxByToken(token string) (Mailbox, error) {
+	var mb Mailbox
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(tokenKey(Hash(token)))
+		if err != nil {
+			return err
+		}
+		id, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		return getJSON(txn, mailboxKey(string(id)), &mb)
+	})
+	return mb, s.readErr(err, ErrTokenUnknown)
+}
 
-// Mailbox returns the user's mailbox with that id, or ErrMailboxUnknown
-// (also when it exists but belongs to another user).
-func (s *Store) Mailbox(userID, id string) (Mailbox, error) { return Mailbox{}, errors.New("TODO") }
+// Mailbox returns the user's mailbox with that id, or ErrMailboxUnknown, also
+// when it exists but belongs to another user.
+func (s *Store) Mailbox(userID, id string) (Mailbox, error) {
+	var mb Mailbox
+	if err := s.get(mailboxKey(id), &mb, ErrMailboxUnknown); err != nil {
+		return Mailbox{}, err
+	}
+	if mb.UserID != userID {
+		return Mailbox{}, ErrMailboxUnknown
+	}
+	return mb, nil
+}
 
 // Mailboxes returns the user's mailboxes, revoked ones included, by id.
-func (s *Store) Mailboxes(userID string) ([]Mailbox, error) { return nil, errors.New("TODO") }
+func (s *Store) Mailboxes(userID string) ([]Mailbox, error) {
+	var out []Mailbox
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := userMailboxPrefix(userID)
+		var ids []string
+		iterKeys(txn, prefix, func(k []byte) bool {
+			ids = append(ids, string(k[len(prefix):]))
+			return true
+		})
+		for _, id := range ids {
+			var mb Mailbox
+			if err := getJSON(txn, mailboxKey(id), &mb); err != nil {
+				return fmt.Errorf("mailbox %s of user %s: %w", id, userID, err)
+			}
+			out = append(out, mb)
+		}
+		return nil
+	})
+	return out, s.readErr(err, nil)
+}
 
 // Status returns a message's status, or ErrMessageUnknown.
-func (s *Store) Status(id string) (MessageStatus, error) { return MessageStatus{}, errors.New("TODO") }
+func (s *Store) Status(id string) (MessageStatus, error) {
+	var st MessageStatus
+	return st, s.get(statusKey(id), &st, ErrMessageUnknown)
+}
 
-// Messages returns up to limit unexpired messages of the user's stream with
-// seq > after, in seq order. now (unix ns) decides what has expired.
+// Messages returns up to limit (0: all) unexpired messages of the user's
+// stream with seq > after, in seq order. now (unix ns) decides what has
+// expired: reads may run ahead of the Expire command that removes them.
 func (s *Store) Messages(userID string, after Seq, limit int, now int64) ([]Message, error) {
-	return nil, errors.New("TODO")
+	var out []Message
+	err := s.db.View(func(txn *badger.Txn) error {
+		for {
+			msgs, err := streamRange(txn, userID, after, 0, limit)
+			if err != nil || len(msgs) == 0 {
+				return err
+			}
+			for _, m := range msgs {
+				if !m.Expired(now) {
+					out = append(out, m)
+				}
+			}
+			if limit == 0 || len(out) >= limit || len(msgs) < limit {
+				return nil
+			}
+			after = msgs[len(msgs)-1].Seq
+		}
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, s.readErr(err, nil)
 }
 
 // Devices returns the user's devices, by id.
-func (s *Store) Devices(userID string) ([]Device, error) { return nil, errors.New("TODO") }
+func (s *Store) Devices(userID string) ([]Device, error) {
+	var out []Device
+	err := s.db.View(func(txn *badger.Txn) error {
+		return iterPrefix(txn, devicePrefix(userID), func(_, v []byte) error {
+			var d Device
+			if err := unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, s.readErr(err, nil)
+}
 
 // NextDeadline returns the earliest time at which an Expire command has work:
 // a message's TTL or a kept record's window ends. ok is false when there is none.
-func (s *Store) NextDeadline() (at int64, ok bool, err error) { return 0, false, errors.New("TODO") }
+func (s *Store) NextDeadline() (at int64, ok bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		for _, p := range [][]byte{expiryPrefix(), garbagePrefix()} {
+			iterKeys(txn, p, func(k []byte) bool {
+				if len(k) >= 10 {
+					t := int64(be64dec(k[2:10]))
+					if !ok || t < at {
+						at, ok = t, true
+					}
+				}
+				return false
+			})
+		}
+		return nil
+	})
+	return at, ok, s.readErr(err, nil)
+}
 
-var _ = fmt.Sprintf
-var _ = badger.ErrKeyNotFound
-var _ io.Reader
+// get reads one JSON record, mapping absence to notFound.
+func (s *Store) get(k []byte, v any, notFound error) error {
+	return s.readErr(s.db.View(func(txn *badger.Txn) error { return getJSON(txn, k, v) }), notFound)
+}
+
+// readErr maps badger's not-found to the caller's sentinel and wraps the rest.
+func (s *Store) readErr(err, notFound error) error {
+	if err == nil {
+		return nil
+	}
+	if notFound != nil && errors.Is(err, badger.ErrKeyNotFound) {
+		return notFound
+	}
+	return fmt.Errorf("mailbox: read: %w", err)
+}

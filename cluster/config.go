@@ -1,0 +1,88 @@
+package cluster
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures a Node. The zero value of each field means its default.
+type Config struct {
+	// NodeID is the raft server id; default "node1".
+	NodeID string
+	// RaftAddr is the TCP address raft binds and advertises, such as
+	// "127.0.0.1:7946". A port of 0 picks a free port, and the bound address
+	// is advertised. The host must be an address peers can dial (not 0.0.0.0).
+	RaftAddr string
+	// Dir holds the raft state: raft.db (raft-boltdb: log and stable store)
+	// and snapshots/ (file snapshots, two retained).
+	Dir string
+	// Bootstrap makes this node the single voter of a new cluster when Dir
+	// holds no raft state yet. It is ignored when state exists.
+	Bootstrap bool
+	// Logger receives raft's warnings and errors; nil discards them.
+	Logger *slog.Logger
+	// MaxBatch is the most publish items in one raft entry; default 512.
+	MaxBatch int
+	// ExpireEvery is how often the leader checks for expiry work; default 1s.
+	ExpireEvery time.Duration
+	// SnapshotThreshold is how many new log entries trigger a snapshot;
+	// default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks SnapshotThreshold; default 2m.
+	SnapshotInterval time.Duration
+	// HeartbeatTimeout is raft's heartbeat and election timeout; default
+	// 500ms, which suits a LAN and lets a single node elect itself quickly.
+	// The leader lease is half of it.
+	HeartbeatTimeout time.Duration
+}
+
+const (
+	defaultNodeID            = "node1"
+	defaultMaxBatch          = 512
+	defaultExpireEvery       = time.Second
+	defaultSnapshotThreshold = 8192
+	defaultSnapshotInterval  = 2 * time.Minute
+	defaultHeartbeatTimeout  = 500 * time.Millisecond
+
+	// maxBatchBytes bounds the payload of one publish entry (about 1 MiB).
+	// A single item larger than that still goes alone.
+	maxBatchBytes = 1 << 20
+	// maxInflight is how many entries may be proposed and not yet applied.
+	// Two keep the disk busy (one entry syncing while the next waits) and let
+	// the batch after them gather what arrives meanwhile.
+	maxInflight = 2
+	// queueLen is the capacity of the request queue in front of the committer.
+	queueLen = 4096
+	// enqueueTimeout bounds how long the committer waits for raft to take an
+	// entry; past it the entry fails with ErrNoQuorum.
+	enqueueTimeout = 10 * time.Second
+	// expireLimit bounds the work of one Expire command.
+	expireLimit = 1000
+	// transportTimeout is the raft transport's I/O deadline.
+	transportTimeout = 10 * time.Second
+	// transportPool is how many connections the transport keeps per peer.
+	transportPool = 3
+	// snapshotsRetained is how many snapshots stay on disk.
+	snapshotsRetained = 2
+)
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = defaultMaxBatch
+	}
+	if c.ExpireEvery <= 0 {
+		c.ExpireEvery = defaultExpireEvery
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = defaultSnapshotInterval
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = defaultHeartbeatTimeout
+	}
+}

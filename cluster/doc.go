@@ -1,0 +1,60 @@
+// Package cluster replicates the hub's state machine with raft: it adapts a
+// [mailbox.Store] to hashicorp/raft, proposes commands on the leader, and
+// batches publishes into shared log entries (group commit).
+//
+// A [Node] owns its raft instance, the raft TCP transport, the raft log and
+// stable store (raft-boltdb in Dir/raft.db) and the snapshot store
+// (Dir/snapshots, two retained). It does not own the mailbox.Store: the caller
+// opens it before Open and closes it after Close.
+//
+// Every change of state goes through the raft log, on a single node too: one
+// path, one set of tests. The leader stamps Command.At when it builds a log
+// entry; applying never reads a clock, so every node that applies the log ends
+// with the same state. The FSM (fsm.go) is the only raft.FSM of the hub. It
+// panics on an entry it cannot decode or a storage error, as Consul's does: a
+// node must stop rather than diverge quietly.
+//
+// # Goroutine safety
+//
+// All methods of Node are safe for concurrent use. The Applied callback runs
+// on raft's FSM goroutine, one entry at a time, and must not block. Each
+// goroutine the Node starts is counted and stopped by Close (see goFunc).
+//
+// # Group commit
+//
+// Publish and Propose hand a request to a single committer goroutine through
+// a buffered channel. The committer takes one request (blocking), then drains
+// what else is queued without blocking, up to Config.MaxBatch items and about
+// 1 MiB of payload, and proposes all of it as one KindPublish entry: one
+// fsync of the raft log and one badger transaction for many publishers.
+// Other commands are proposed one per entry, in queue order. At most
+// maxInflight entries are in flight (proposed, not yet applied); while the
+// window is full, requests queue up, so batches grow with load instead of the
+// log growing by one entry per publish. A waiter goroutine waits for the
+// entries in order and hands each request its own slice of the result.
+//
+// A caller whose context ends gets its context's error (with ErrNoQuorum when
+// a deadline passed) but its items may already be in an entry, and then they
+// commit anyway. That is why publishers send an Idempotency-Key: a retry
+// returns the first message instead of a second one.
+//
+// # Durability
+//
+// The raft log in raft-boltdb is fsynced on every append and is the durable
+// record; badger runs without SyncWrites and is a view of the log (see the
+// mailbox package doc). A publish is answered only after its entry is
+// committed and applied. After a crash, raft restores the newest snapshot
+// (the store ignores one older than what it already holds) and replays the
+// log after it; the store skips entries at or below its applied index. If
+// badger lost recent writes, or its directory entirely, snapshot plus log
+// rebuild it. Ready reports when that replay is done.
+//
+// # Shutdown
+//
+// Close stops taking requests, lets the entries already proposed finish
+// (bounded by raft: they commit, or the leader steps down and fails them),
+// then shuts raft down, waits for its own goroutines, and closes the
+// transport and the raft log. Draining before raft.Shutdown matters: raft
+// never answers an ApplyFuture whose entry was committed but not yet applied
+// when it shuts down.
+package cluster

@@ -1,0 +1,54 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// expireLoop runs on every node but works only on a ready leader: every
+// ExpireEvery it asks the store for its next deadline and, when it has
+// passed, proposes Expire commands until no work remains.
+func (n *Node) expireLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.ExpireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.closing:
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader || !n.Ready() {
+			continue
+		}
+		n.expire(ctx)
+	}
+}
+
+// expire proposes Expire commands while the store has due work.
+func (n *Node) expire(ctx context.Context) {
+	at, ok, err := n.store.NextDeadline()
+	if err != nil {
+		n.cfg.logger().Warn("cluster: next expiry deadline", "err", err)
+		return
+	}
+	if !ok || at > time.Now().UnixNano() {
+		return
+	}
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := n.Propose(cctx, &mailbox.Command{Kind: mailbox.KindExpire, Expire: &mailbox.Expire{Limit: expireLimit}})
+		cancel()
+		if err != nil {
+			n.cfg.logger().Warn("cluster: expire", "err", err)
+			return
+		}
+		if !res.More {
+			return
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// Applied is what the layer above (the hub) hears about committed entries.
+// Applied is called on raft's FSM goroutine after each applied entry that
+// changed something, with the events of that entry; it must not block.
+// After a restart that lost badger's tail, it also hears the replayed entries
+// again (before the node is Ready); events carry seqs, so a receiver can drop
+// what it has seen.
+type Applied interface {
+	Applied(events []mailbox.Event)
+}
+
+// restorer is an optional interface of an Applied: Restored is called on the
+// FSM goroutine after a snapshot was restored into the store, since cursors
+// and streams may have moved without events.
+type restorer interface {
+	Restored()
+}
+
+// fsm is the hub's only raft.FSM: it applies decoded commands to the store.
+type fsm struct {
+	store   *mailbox.Store
+	applied Applied
+
+	// index is the raft index of the last entry the store reflects. Only the
+	// FSM goroutine writes it.
+	index atomic.Uint64
+	// onApply, if set, is called after index moved (on the FSM goroutine).
+	onApply func(index uint64)
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+func newFSM(store *mailbox.Store, applied Applied) *fsm {
+	f := &fsm{store: store, applied: applied}
+	f.index.Store(store.Applied())
+	return f
+}
+
+// Apply applies one committed entry and returns its mailbox.Result, which
+// raft hands to the proposer's ApplyFuture. It panics if the entry cannot be
+// decoded or the store fails: the node must stop, not skip an entry.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := mailbox.DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("cluster: raft entry %d: %v", l.Index, err))
+	}
+	res, events, err := f.store.Apply(l.Index, cmd)
+	if err != nil {
+		panic(fmt.Sprintf("cluster: apply raft entry %d (%v): %v", l.Index, cmd.Kind, err))
+	}
+	if f.applied != nil && len(events) > 0 {
+		f.applied.Applied(events)
+	}
+	f.setIndex(max(l.Index, f.store.Applied()))
+	return res
+}
+
+func (f *fsm) setIndex(i uint64) {
+	if i > f.index.Load() {
+		f.index.Store(i)
+	}
+	if f.onApply != nil {
+		f.onApply(f.index.Load())
+	}
+}
+
+// Snapshot pins a read transaction of the store; the work happens in Persist.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	sn, err := f.store.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	return fsmSnapshot{sn}, nil
+}
+
+// Restore replaces the store's state with a snapshot. The store keeps its
+// state when it is already at or past the snapshot's index.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.store.Restore(rc); err != nil {
+		return fmt.Errorf("cluster: restore snapshot: %w", err)
+	}
+	if r, ok := f.applied.(restorer); ok {
+		r.Restored()
+	}
+	f.setIndex(f.store.Applied())
+	return nil
+}
+
+type fsmSnapshot struct{ sn *mailbox.Snapshot }
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.sn.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("cluster: write snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("cluster: close snapshot: %w", err)
+	}
+	return nil
+}
+
+func (s fsmSnapshot) Release() { s.sn.Release() }

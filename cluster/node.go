@@ -1,0 +1,390 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// Node is one member of the raft cluster, applying the log into a
+// mailbox.Store. Its methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	store *mailbox.Store
+	fsm   *fsm
+
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	bolt  *raftboltdb.BoltStore
+	obs   *raft.Observer
+
+	// replayTo is the index of the last command in the local log at Open:
+	// the node is not ready before its FSM reached it.
+	replayTo uint64
+	changed  broadcast // ready's inputs changed: leader or applied index
+
+	reqs      chan *request // to the committer
+	toWaiter  chan *entry   // committer to waiter, in log order
+	slots     chan struct{} // in-flight entry window
+	pipeDone  chan struct{} // closed when the waiter, the pipeline's last stage, returns
+	closing   chan struct{} // closed when Close begins
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	mu        sync.Mutex // guards closed and wg.Add against Close
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+	replayed  atomic.Bool
+}
+
+// Stats is a point-in-time view of a node's raft state.
+type Stats struct {
+	State        string // Follower, Candidate, Leader, Shutdown
+	Leader       string // the leader's raft address, "" if none is known
+	LeaderID     string // the leader's server id, "" if none is known
+	Term         uint64
+	LastIndex    uint64 // last entry in the local log (or snapshot)
+	CommitIndex  uint64
+	AppliedIndex uint64 // last entry the store reflects
+}
+
+// Open starts a raft node that applies the log into store. applied may be
+// nil. The caller keeps ownership of store and closes it after Node.Close.
+func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error) {
+	if store == nil {
+		return nil, errors.New("cluster: open: nil store")
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("cluster: open: no Dir")
+	}
+	if cfg.RaftAddr == "" {
+		return nil, errors.New("cluster: open: no RaftAddr")
+	}
+	cfg.setDefaults()
+	hl := newHCLog(cfg.Logger)
+
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: open: %w", err)
+	}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	closers = append(closers, bolt.Close)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsRetained, hl.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, transportPool, transportTimeout, hl.Named("transport"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.RaftAddr, err)
+	}
+	closers = append(closers, trans.Close)
+
+	replayTo, raftLast, err := lastCommand(bolt, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open: %w", err)
+	}
+	if a := store.Applied(); a > raftLast {
+		// The store would skip every entry up to a: a new log would be lost.
+		return nil, fmt.Errorf("cluster: open: the store has applied raft index %d but the raft state in %s ends at %d: "+
+			"raft state was lost or belongs to another store (remove the store's directory to rebuild it from the cluster)",
+			a, cfg.Dir, raftLast)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.MaxAppendEntries = 1024
+	// An unbuffered apply channel: raft.Apply blocks while the leader loop
+	// writes the previous entries, which is what lets batches grow with load.
+	rc.BatchApplyCh = false
+	rc.NoSnapshotRestoreOnStart = false
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(bolt, bolt, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: open: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter,
+				ID:       rc.LocalID,
+				Address:  trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
+				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+		}
+	}
+
+	n = &Node{
+		cfg:      cfg,
+		store:    store,
+		fsm:      newFSM(store, applied),
+		trans:    trans,
+		bolt:     bolt,
+		replayTo: replayTo,
+		reqs:     make(chan *request, queueLen),
+		toWaiter: make(chan *entry, maxInflight),
+		slots:    make(chan struct{}, maxInflight),
+		pipeDone: make(chan struct{}),
+		closing:  make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.fsm.onApply = n.onApply
+
+	// NewRaft restores the newest snapshot before it returns, then replays
+	// the log after it on the FSM goroutine.
+	r, err := raft.NewRaft(rc, n.fsm, bolt, bolt, snaps, trans)
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	n.checkReplayed(n.fsm.index.Load())
+
+	obsCh := make(chan raft.Observation, 16)
+	n.obs = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(n.obs)
+
+	n.goFunc(func(ctx context.Context) { n.observe(ctx, obsCh) })
+	n.goFunc(func(ctx context.Context) { n.expireLoop(ctx) })
+	n.goFunc(func(context.Context) { n.commitLoop() })
+	n.goFunc(func(context.Context) { n.waitLoop() })
+	return n, nil
+}
+
+// lastCommand returns the index of the last command entry in the log after
+// the newest snapshot (the snapshot itself is restored inside raft.NewRaft),
+// or 0 if there is none; and the last index of the raft state, log or
+// snapshot.
+func lastCommand(logs raft.LogStore, snaps raft.SnapshotStore) (cmd, last uint64, err error) {
+	var snapIndex uint64
+	metas, err := snaps.List()
+	if err != nil {
+		return 0, 0, fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read raft log: %w", err)
+	}
+	last, err = logs.LastIndex()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read raft log: %w", err)
+	}
+	lo := max(first, snapIndex+1, 1)
+	var l raft.Log
+	for i := last; i >= lo && i > 0; i-- {
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0, 0, fmt.Errorf("read raft entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			return i, max(last, snapIndex), nil
+		}
+	}
+	return 0, max(last, snapIndex), nil
+}
+
+// goFunc runs f on a goroutine owned by the node: Close cancels its context
+// and waits for it. It does nothing once Close has begun.
+func (n *Node) goFunc(f func(ctx context.Context)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// observe turns raft's leader and state observations into ready changes.
+func (n *Node) observe(ctx context.Context, ch <-chan raft.Observation) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			n.changed.notify()
+		}
+	}
+}
+
+// onApply runs on the FSM goroutine after each applied entry or restore.
+func (n *Node) onApply(index uint64) {
+	if !n.replayed.Load() {
+		n.checkReplayed(index)
+	}
+}
+
+func (n *Node) checkReplayed(index uint64) {
+	if index >= n.replayTo && !n.replayed.Swap(true) {
+		n.changed.notify()
+	}
+}
+
+// Ready reports whether a leader is known and this node has applied every
+// command that was in its log when it opened. A node that is not ready
+// serves stale reads.
+//
+// On a follower whose log ended with entries the new leader never
+// committed, Ready waits for the next command to be applied.
+func (n *Node) Ready() bool {
+	if !n.replayed.Load() {
+		return false
+	}
+	addr, _ := n.raft.LeaderWithID()
+	return addr != ""
+}
+
+// WaitReady blocks until the node is Ready, ctx ends, or the node closes.
+func (n *Node) WaitReady(ctx context.Context) error {
+	for {
+		ch := n.changed.wait()
+		if n.Ready() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: wait ready: %w", ctx.Err())
+		case <-n.closing:
+			return fmt.Errorf("cluster: wait ready: %w", ErrClosed)
+		}
+	}
+}
+
+// Snapshot takes a raft snapshot now and compacts the log. It returns nil
+// when nothing was applied since the last snapshot.
+func (n *Node) Snapshot() error {
+	if n.isClosed() {
+		return fmt.Errorf("cluster: snapshot: %w", ErrClosed)
+	}
+	err := n.raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot: %w", raftErr(err))
+	}
+	return nil
+}
+
+// Stats returns the node's raft state.
+func (n *Node) Stats() Stats {
+	addr, id := n.raft.LeaderWithID()
+	return Stats{
+		State:        n.raft.State().String(),
+		Leader:       string(addr),
+		LeaderID:     string(id),
+		Term:         n.raft.CurrentTerm(),
+		LastIndex:    n.raft.LastIndex(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.index.Load(),
+	}
+}
+
+// Addr returns the raft address the node advertises.
+func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
+
+// ID returns the node's raft server id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+func (n *Node) isClosed() bool {
+	select {
+	case <-n.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops the node: it stops taking requests, waits for the entries in
+// flight, shuts raft down, waits for its goroutines and closes the transport
+// and the raft log. It does not close the mailbox.Store. Close is idempotent;
+// later calls return the first call's error.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		close(n.closing)
+		n.mu.Unlock()
+
+		<-n.pipeDone // entries in flight end while raft still runs: see the package doc
+		n.raft.DeregisterObserver(n.obs)
+		errs := []error{}
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: shut down raft: %w", err))
+		}
+		n.cancel()
+		n.wg.Wait()
+		if err := n.trans.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
+		}
+		if err := n.bolt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))
+		}
+		n.changed.notify()
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// broadcast wakes every goroutine waiting on it, each time notify is called.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed by the next notify.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}

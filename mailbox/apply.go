@@ -250,25 +250,53 @@ type IdemRecord struct {
 }
 
 func (a *applier) publish(c *Publish) (Result, error) {
+	// Items of one entry often share a mailbox and a user: read each once,
+	// and write each user once, at the end.
+	b := &publishBatch{mailboxes: map[string]mailboxLookup{}, users: map[string]*User{}}
 	out := make([]PublishedItem, len(c.Items))
 	for i := range c.Items {
-		r, err := a.publishOne(&c.Items[i])
+		r, err := a.publishOne(b, &c.Items[i])
 		if err != nil {
 			return Result{}, err
 		}
 		out[i] = r
 	}
+	for _, u := range b.users {
+		if err := setJSON(a.txn, userKey(u.ID), u); err != nil {
+			return Result{}, err
+		}
+	}
 	return Result{Published: out}, nil
 }
 
-func (a *applier) publishOne(it *PublishItem) (PublishedItem, error) {
+// publishBatch caches what the items of one Publish read.
+type publishBatch struct {
+	mailboxes map[string]mailboxLookup // by token hash
+	users     map[string]*User         // by id; written back after the last item
+}
+
+type mailboxLookup struct {
+	mb      *Mailbox
+	refusal error
+}
+
+func (a *applier) publishOne(b *publishBatch, it *PublishItem) (PublishedItem, error) {
 	if !ValidID(it.ID) || it.TTL < 0 || (it.Topic != "" && !ValidTopic(it.Topic)) {
 		return PublishedItem{Err: fmt.Errorf("publish %q: %w", it.ID, ErrInvalid)}, nil
 	}
-	mb, refusal, err := a.liveMailbox(it.TokenHash)
-	if err != nil || refusal != nil {
-		return PublishedItem{Err: refusal}, err
+	look, ok := b.mailboxes[string(it.TokenHash)]
+	if !ok {
+		mb, refusal, err := a.liveMailbox(it.TokenHash)
+		if err != nil {
+			return PublishedItem{}, err
+		}
+		look = mailboxLookup{&mb, refusal}
+		b.mailboxes[string(it.TokenHash)] = look
 	}
+	if look.refusal != nil {
+		return PublishedItem{Err: look.refusal}, nil
+	}
+	mb := look.mb
 	if it.IdempotencyKey != "" {
 		var rec IdemRecord
 		ok, err := found(getJSON(a.txn, idemKey(mb.ID, it.IdempotencyKey), &rec))
@@ -287,22 +315,19 @@ func (a *applier) publishOne(it *PublishItem) (PublishedItem, error) {
 			// made again, say): the key names nothing, so publish anew.
 		}
 	}
-	if _, err := a.txn.Get(statusKey(it.ID)); err == nil {
-		return PublishedItem{Err: fmt.Errorf("publish: message id %s taken: %w", it.ID, ErrInvalid)}, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return PublishedItem{}, err
-	}
-
-	var u User
-	// A mailbox never outlives its user (deleteUser removes its mailboxes),
-	// so a missing user is a broken store, not a refusal.
-	if err := getJSON(a.txn, userKey(mb.UserID), &u); err != nil {
-		return PublishedItem{}, fmt.Errorf("mailbox %s names user %s: %w", mb.ID, mb.UserID, err)
+	// Message ids are 96 random bits chosen by the proposer: not checked
+	// for collisions, which would cost a read per message.
+	u := b.users[mb.UserID]
+	if u == nil {
+		u = new(User)
+		// A mailbox never outlives its user (deleteUser removes its
+		// mailboxes), so a missing user is a broken store, not a refusal.
+		if err := getJSON(a.txn, userKey(mb.UserID), u); err != nil {
+			return PublishedItem{}, fmt.Errorf("mailbox %s names user %s: %w", mb.ID, mb.UserID, err)
+		}
+		b.users[u.ID] = u
 	}
 	u.LastSeq++
-	if err := setJSON(a.txn, userKey(u.ID), u); err != nil {
-		return PublishedItem{}, err
-	}
 	msg := Message{
 		ID: it.ID, Seq: u.LastSeq, UserID: u.ID, MailboxID: mb.ID, Topic: it.Topic,
 		Urgency: it.Urgency, At: a.at, ExpiresAt: a.at + it.TTL*int64(time.Second), Data: it.Data,

@@ -488,3 +488,29 @@ func snapshotBytes(t *testing.T, s *Store) []byte {
 	}
 	return buf.Bytes()
 }
+
+// Items of one entry see each other's effects, as if applied one by one.
+func TestItemsOfOneBatchSeeEachOther(t *testing.T) {
+	m := newMachine(t)
+	alice, _ := m.user()
+	_, tok := m.mailbox(alice)
+	res := m.publish(
+		PublishItem{TokenHash: Hash(tok), Data: "v1", TTL: 60, Topic: "t"},
+		PublishItem{TokenHash: Hash(tok), Data: "v2", TTL: 60, Topic: "t"},
+		PublishItem{TokenHash: Hash(tok), Data: "k", TTL: 60, IdempotencyKey: "k", RequestHash: Hash("k")},
+		PublishItem{TokenHash: Hash(tok), Data: "k", TTL: 60, IdempotencyKey: "k", RequestHash: Hash("k")},
+	)
+	if st := m.state(res[0].Status.ID); st != StateReplaced {
+		t.Fatalf("first of a topic in one batch: %s", st)
+	}
+	if !res[3].Duplicate || res[3].Status.ID != res[2].Status.ID {
+		t.Fatalf("same key twice in one batch: %+v", res[3])
+	}
+	if got := m.stream(alice); !equalStrings(got, []string{"v2", "k"}) {
+		t.Fatalf("stream: %q", got)
+	}
+	u, err := m.s.User(alice)
+	if err != nil || u.LastSeq != 3 {
+		t.Fatalf("last seq %d (%v), want 3", u.LastSeq, err)
+	}
+}

@@ -1,0 +1,165 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// Refusals made by the transport itself, before anything reaches the log.
+// The sentinels of mailbox and cluster are mapped by the same table.
+var (
+	errBadJSON           = errors.New("malformed JSON body")
+	errUnsupportedMedia  = errors.New("unsupported media type")
+	errRequestTooLarge   = errors.New("request body too large")
+	errPayloadTooLarge   = errors.New("payload too large")
+	errPayloadNotUTF8    = errors.New("payload is not valid UTF-8")
+	errBadTTL            = errors.New("bad TTL")
+	errBadTopic          = errors.New("bad Topic")
+	errBadUrgency        = errors.New("bad Urgency")
+	errBadIdempotencyKey = errors.New("bad Idempotency-Key")
+	errBadLabel          = errors.New("bad label")
+	errBadReceiptURL     = errors.New("bad receipt_url")
+	errBadBatch          = errors.New("bad batch")
+	errBatchTooLarge     = errors.New("too many messages in batch")
+	errUnauthorized      = errors.New("unauthorized")
+	errRegistrationShut  = errors.New("registration closed")
+	errNotFound          = errors.New("not found")
+	errMethodNotAllowed  = errors.New("method not allowed")
+	errNotReady          = errors.New("not ready")
+)
+
+// wireError is one row of the error table: what a client sees for a sentinel.
+type wireError struct {
+	err     error
+	status  int
+	code    string // stable: clients switch on it
+	message string // for humans; may change
+	retry   bool   // send Retry-After: 1
+}
+
+// errorTable is the only mapping from errors to HTTP responses. Rows are
+// matched in order with errors.Is; docs/protocol.md lists the same rows.
+var errorTable = []wireError{
+	// Request shape.
+	{errBadJSON, http.StatusBadRequest, "bad_json", "the body is not the JSON this endpoint expects", false},
+	{errUnsupportedMedia, http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Type", false},
+	{errRequestTooLarge, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over the limit", false},
+	{errPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the payload is over the limit", false},
+	{mailbox.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the payload is over the limit", false},
+	{errPayloadNotUTF8, http.StatusBadRequest, "payload_not_utf8", "the payload is not valid UTF-8", false},
+	{errBadTTL, http.StatusBadRequest, "bad_ttl", "TTL must be whole seconds within the allowed range", false},
+	{mailbox.ErrTTLTooLarge, http.StatusBadRequest, "bad_ttl", "TTL must be whole seconds within the allowed range", false},
+	{errBadTopic, http.StatusBadRequest, "bad_topic", "Topic must be 1 to 32 characters of A-Z a-z 0-9 - _", false},
+	{errBadUrgency, http.StatusBadRequest, "bad_urgency", "Urgency must be very-low, low, normal or high", false},
+	{errBadIdempotencyKey, http.StatusBadRequest, "bad_idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters", false},
+	{errBadLabel, http.StatusBadRequest, "bad_label", "label must be 1 to 200 characters without control characters", false},
+	{errBadReceiptURL, http.StatusBadRequest, "bad_receipt_url", "receipt_url must be an absolute http or https URL", false},
+	{errBadBatch, http.StatusBadRequest, "bad_request", "the batch item is malformed", false},
+	{errBatchTooLarge, http.StatusRequestEntityTooLarge, "batch_too_large", "too many messages in one batch", false},
+	{mailbox.ErrInvalid, http.StatusBadRequest, "bad_request", "the request is malformed", false},
+
+	// Who is asking.
+	{errUnauthorized, http.StatusUnauthorized, "unauthorized", "missing or wrong credentials", false},
+	{mailbox.ErrUserUnknown, http.StatusUnauthorized, "unauthorized", "missing or wrong credentials", false},
+	{errRegistrationShut, http.StatusForbidden, "registration_closed", "registration needs the admin token", false},
+
+	// What they ask about.
+	{errNotFound, http.StatusNotFound, "not_found", "not found", false},
+	{mailbox.ErrMailboxUnknown, http.StatusNotFound, "not_found", "no such mailbox", false},
+	{mailbox.ErrMessageUnknown, http.StatusNotFound, "not_found", "no such message", false},
+	{mailbox.ErrDeviceUnknown, http.StatusNotFound, "not_found", "no such device", false},
+	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", false},
+	{mailbox.ErrTokenUnknown, http.StatusNotFound, "token_unknown", "no mailbox has this token", false},
+	{mailbox.ErrTokenRevoked, http.StatusGone, "token_revoked", "this mailbox token was revoked", false},
+	{mailbox.ErrIdempotencyConflict, http.StatusConflict, "idempotency_conflict", "Idempotency-Key was used with a different request", false},
+	{mailbox.ErrUserExists, http.StatusConflict, "conflict", "already exists", false},
+	{mailbox.ErrMailboxExists, http.StatusConflict, "conflict", "already exists", false},
+	// Reserved for the device transports (WebSocket, poll, SSE).
+	{mailbox.ErrTicketInvalid, http.StatusUnauthorized, "ticket_invalid", "invalid, expired or used ticket", false},
+	{mailbox.ErrAckBeyondStream, http.StatusBadRequest, "ack_beyond_stream", "ack beyond the end of the stream", false},
+
+	// The cluster.
+	{errNotReady, http.StatusServiceUnavailable, "not_ready", "the node is not ready", false},
+	{cluster.ErrNotLeader, http.StatusServiceUnavailable, "not_leader", "no leader to take the write; retry", true},
+	{cluster.ErrNoQuorum, http.StatusServiceUnavailable, "no_quorum", "no quorum to commit the write; retry", true},
+	{cluster.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the node is shutting down; retry", true},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "the write timed out; retry", true},
+	{context.Canceled, http.StatusServiceUnavailable, "unavailable", "the request was cancelled; retry", true},
+}
+
+// internalError is what an error outside the table becomes.
+var internalError = wireError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
+
+// detailError carries a message for the client that is safe to show (made by
+// the transport from the client's own input), instead of the table's.
+type detailError struct {
+	err    error
+	detail string
+}
+
+func (e *detailError) Error() string { return e.err.Error() + ": " + e.detail }
+func (e *detailError) Unwrap() error { return e.err }
+
+// withDetail wraps sentinel err with a message the client sees.
+func withDetail(err error, detail string) error { return &detailError{err: err, detail: detail} }
+
+// lookup returns err's row of the table, or internalError.
+func lookup(err error) (wireError, bool) {
+	for _, we := range errorTable {
+		if errors.Is(err, we.err) {
+			return we, true
+		}
+	}
+	return internalError, false
+}
+
+// wireMessage is the message the client sees for err, given its row.
+func wireMessage(err error, we wireError) string {
+	var de *detailError
+	if errors.As(err, &de) && de.detail != "" {
+		return de.detail
+	}
+	return we.message
+}
+
+// writeError writes err as the error body: the one way a handler refuses.
+// Errors outside the table are logged and become 500 "internal"; their text
+// never reaches the client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	we, known := lookup(err)
+	if !known {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "internal error",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+	}
+	h := w.Header()
+	if we.retry {
+		h.Set("Retry-After", "1")
+	}
+	if we.status == http.StatusUnauthorized && we.code == "unauthorized" {
+		h.Set("WWW-Authenticate", `Bearer realm="hub"`)
+	}
+	b := make([]byte, 0, 128)
+	b = appendErrorObject(b, we.code, wireMessage(err, we))
+	writeRaw(w, we.status, b)
+}
+
+// appendErrorObject appends {"error":{"code":...,"message":...}}.
+func appendErrorObject(b []byte, code, message string) []byte {
+	b = append(b, `{"error":`...)
+	b = appendErrorBody(b, code, message)
+	return append(b, '}')
+}
+
+// appendErrorBody appends {"code":...,"message":...}.
+func appendErrorBody(b []byte, code, message string) []byte {
+	b = append(b, `{"code":`...)
+	b = appendString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, message)
+	return append(b, '}')
+}

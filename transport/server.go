@@ -1,0 +1,178 @@
+package transport
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// Config configures a Server. Zero fields take the defaults below, except
+// OpenRegistration and AdminToken, whose zero values are the closed ones.
+type Config struct {
+	PayloadLimit     int           // bytes of one message's payload; default 4096
+	DefaultTTL       time.Duration // TTL of a publish without a TTL header; default 24h (whole seconds)
+	MaxTTL           time.Duration // largest TTL accepted; default 28 days (2419200 s)
+	OpenRegistration bool          // POST /v1/users without the admin token
+	AdminToken       string        // Bearer token for admin calls; "" refuses them all
+	TicketTTL        time.Duration // lifetime of a connect ticket; default 60s
+	MaxBatch         int           // items in one POST /v1/push batch; default 1000
+	Logger           *slog.Logger  // nil discards
+}
+
+// The defaults of Config.
+const (
+	DefaultPayloadLimit = 4096
+	DefaultDefaultTTL   = 24 * time.Hour
+	DefaultMaxTTL       = 28 * 24 * time.Hour
+	DefaultTicketTTL    = 60 * time.Second
+	DefaultMaxBatch     = 1000
+)
+
+// Cluster is what the transport needs from the replicated log; *cluster.Node
+// satisfies it. Every method is called from many request goroutines at once
+// and must be safe for concurrent use. Publish and Propose return only once
+// the command is committed and applied to the local store (or has failed);
+// their error is the cluster's (ErrNotLeader, ErrNoQuorum, ErrClosed, or the
+// context's), and refusals of the state machine come back inside the results.
+type Cluster interface {
+	Publish(ctx context.Context, items []mailbox.PublishItem) ([]mailbox.PublishedItem, error)
+	Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, error)
+	Ready() bool
+}
+
+// Server is the publisher and user HTTP API. It holds no state of its own
+// beyond buffers: every change goes through the Cluster, every read through
+// the Store. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	store   *mailbox.Store
+	cluster Cluster
+	log     *slog.Logger
+	mux     *http.ServeMux
+
+	maxTTLSeconds     int64
+	defaultTTLSeconds int64
+	batchBodyLimit    int64
+	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
+}
+
+// New returns a Server over store (for reads) and c (for writes).
+func New(cfg Config, store *mailbox.Store, c Cluster) *Server {
+	if cfg.PayloadLimit <= 0 {
+		cfg.PayloadLimit = DefaultPayloadLimit
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = DefaultMaxTTL
+	}
+	if cfg.DefaultTTL <= 0 {
+		cfg.DefaultTTL = DefaultDefaultTTL
+	}
+	if cfg.TicketTTL <= 0 {
+		cfg.TicketTTL = DefaultTicketTTL
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:           cfg,
+		store:         store,
+		cluster:       c,
+		log:           cfg.Logger,
+		maxTTLSeconds: int64(cfg.MaxTTL / time.Second),
+	}
+	s.defaultTTLSeconds = min(int64(cfg.DefaultTTL/time.Second), s.maxTTLSeconds)
+	if int64(cfg.DefaultTTL/time.Second) > s.maxTTLSeconds {
+		s.log.Warn("transport: DefaultTTL is over MaxTTL; using MaxTTL",
+			slog.Duration("default_ttl", cfg.DefaultTTL), slog.Duration("max_ttl", cfg.MaxTTL))
+	}
+	// A batch item's payload may take twice its size once JSON-escaped, plus
+	// its envelope (token, topic, key, field names).
+	s.batchBodyLimit = int64(cfg.MaxBatch) * (2*int64(cfg.PayloadLimit) + batchItemEnvelope)
+	limit := cfg.PayloadLimit + 1
+	s.bufs.New = func() any { b := make([]byte, 0, limit); return &b }
+	s.routes()
+	return s
+}
+
+// batchItemEnvelope is the room a batch item takes besides its data.
+const batchItemEnvelope = 512
+
+// Handler returns the HTTP handler of the API. Unknown paths and methods get
+// JSON error bodies like everything else.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	s.mux = m
+
+	m.HandleFunc("GET /healthz", s.handleHealthz)
+	m.HandleFunc("GET /readyz", s.handleReadyz)
+
+	// Publishers.
+	m.HandleFunc("POST /v1/push/{token}", s.handlePush)
+	m.HandleFunc("DELETE /v1/push/{token}", s.handleRevokeToken)
+	m.HandleFunc("POST /v1/push", s.handleBatch)
+	m.HandleFunc("GET /v1/messages/{id}", s.handleMessageStatus)
+
+	// Users.
+	m.HandleFunc("POST /v1/users", s.handleCreateUser)
+	m.HandleFunc("DELETE /v1/users/me", s.handleDeleteUser)
+	m.HandleFunc("POST /v1/mailboxes", s.handleCreateMailbox)
+	m.HandleFunc("GET /v1/mailboxes", s.handleListMailboxes)
+	m.HandleFunc("GET /v1/mailboxes/{id}", s.handleGetMailbox)
+	m.HandleFunc("DELETE /v1/mailboxes/{id}", s.handleRevokeMailbox)
+	m.HandleFunc("POST /v1/tickets", s.handleIssueTicket)
+	m.HandleFunc("GET /v1/devices", s.handleListDevices)
+	m.HandleFunc("DELETE /v1/devices/{id}", s.handleDeleteDevice)
+
+	// Everything else: 404 or 405, as JSON.
+	m.HandleFunc("/", s.handleNoRoute)
+}
+
+// probeMethods are the methods tried to tell a 405 from a 404.
+var probeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// handleNoRoute answers a request no route took: 405 with Allow when the path
+// exists for other methods, else 404.
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range probeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		s.writeError(w, r, errNotFound)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, errMethodNotAllowed)
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeRaw(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if !s.cluster.Ready() {
+		s.writeError(w, r, errNotReady)
+		return
+	}
+	writeRaw(w, http.StatusOK, []byte(`{"status":"ready"}`))
+}

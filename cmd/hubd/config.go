@@ -1,0 +1,149 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything hubd can be told.
+type config struct {
+	dataDir          string
+	listen           string
+	nodeID           string
+	raftAddr         string
+	bootstrap        bool
+	adminToken       string
+	openRegistration bool
+	payloadLimit     int
+	defaultTTL       time.Duration
+	maxTTL           time.Duration
+	shutdownGrace    time.Duration
+	logLevel         slog.Level
+}
+
+// parseConfig reads flags, each defaulting to its HUB_* environment variable,
+// then to the embedded default.
+func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
+	var envErr error
+	env := func(name string) (string, bool) {
+		return lookupEnv("HUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	}
+	str := func(p *string, name, def, usage string) {
+		if v, ok := env(name); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage)
+	}
+	parsed := func(v flag.Value, name, usage string) {
+		if s, ok := env(name); ok {
+			if err := v.Set(s); err != nil && envErr == nil {
+				envErr = fmt.Errorf("HUB_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
+			}
+		}
+		fs.Var(v, name, usage)
+	}
+	c.bootstrap, c.openRegistration = true, true
+	c.payloadLimit = 4096
+	c.defaultTTL, c.maxTTL, c.shutdownGrace = 24*time.Hour, 28*24*time.Hour, 10*time.Second
+
+	str(&c.dataDir, "data", "./data", "data directory: badger state in state/, raft log and snapshots in raft/")
+	str(&c.listen, "listen", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one; the address is printed)")
+	str(&c.nodeID, "node-id", "node1", "raft server id of this node")
+	str(&c.raftAddr, "raft-addr", "127.0.0.1:7946", "raft TCP address, bound and advertised")
+	str(&c.adminToken, "admin-token", "", "bearer token for admin calls; empty refuses them")
+	parsed(boolValue{&c.bootstrap}, "bootstrap", "on first start, make this node the single voter of a new cluster")
+	parsed(boolValue{&c.openRegistration}, "open-registration", "anyone may POST /v1/users (otherwise the admin token is needed)")
+	parsed(intValue{&c.payloadLimit}, "payload-limit", "largest message payload, in bytes")
+	parsed(durationValue{&c.defaultTTL}, "default-ttl", "TTL of a message published without a TTL header")
+	parsed(durationValue{&c.maxTTL}, "max-ttl", "largest TTL a publisher may ask for")
+	parsed(durationValue{&c.shutdownGrace}, "shutdown-grace", "how long a clean shutdown waits for requests in flight")
+	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if envErr != nil {
+		return c, envErr
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch {
+	case c.payloadLimit <= 0:
+		return c, fmt.Errorf("--payload-limit must be positive")
+	case c.maxTTL < time.Second || c.defaultTTL < 0 || c.defaultTTL > c.maxTTL:
+		return c, fmt.Errorf("need 0 <= --default-ttl <= --max-ttl and --max-ttl >= 1s")
+	}
+	return c, nil
+}
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return "false"
+	}
+	return fmt.Sprint(*v.p)
+}
+func (v boolValue) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "1", "t", "true", "yes", "on":
+		*v.p = true
+	case "0", "f", "false", "no", "off":
+		*v.p = false
+	default:
+		return fmt.Errorf("not a boolean: %q", s)
+	}
+	return nil
+}
+func (v boolValue) IsBoolFlag() bool { return true }
+
+type intValue struct{ p *int }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return fmt.Sprint(*v.p)
+}
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return "0s"
+	}
+	return v.p.String()
+}
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v.p = d
+	return nil
+}
+
+type levelValue struct{ p *slog.Level }
+
+func (v levelValue) String() string {
+	if v.p == nil {
+		return "INFO"
+	}
+	return v.p.String()
+}
+func (v levelValue) Set(s string) error { return v.p.UnmarshalText([]byte(s)) }

@@ -1,0 +1,117 @@
+// Command hubd runs one node of the notification hub.
+//
+// With no flags it runs the embedded default: one node that bootstraps
+// itself, data in ./data, HTTP on 127.0.0.1:8080. Every flag has a HUB_*
+// environment variable (flag --payload-limit is HUB_PAYLOAD_LIMIT); a flag
+// given on the command line wins over the environment.
+//
+// hubd is the only place that wires the packages together: the mailbox
+// store, the raft node that applies the log into it, and the HTTP transport.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/mailbox"
+	"github.com/notifyhub/hub/transport"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hubd:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "hubd:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the node and serves until ctx ends, then shuts down in layers:
+// HTTP first, then raft, then the store.
+func run(ctx context.Context, cfg config, stdout io.Writer) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+
+	store, err := mailbox.Open(filepath.Join(cfg.dataDir, "state"), mailbox.Options{})
+	if err != nil {
+		return err
+	}
+	node, err := cluster.Open(cluster.Config{
+		NodeID:    cfg.nodeID,
+		RaftAddr:  cfg.raftAddr,
+		Dir:       filepath.Join(cfg.dataDir, "raft"),
+		Bootstrap: cfg.bootstrap,
+		Logger:    log,
+	}, store, nil)
+	if err != nil {
+		return errors.Join(err, store.Close())
+	}
+	closeEngines := func() error { return errors.Join(node.Close(), store.Close()) }
+
+	srv := &http.Server{
+		Handler: transport.New(transport.Config{
+			PayloadLimit:     cfg.payloadLimit,
+			DefaultTTL:       cfg.defaultTTL,
+			MaxTTL:           cfg.maxTTL,
+			OpenRegistration: cfg.openRegistration,
+			AdminToken:       cfg.adminToken,
+			Logger:           log,
+		}, store, node).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.listen, err), closeEngines())
+	}
+	// Tests and scripts read this line to find the port.
+	fmt.Fprintf(stdout, "hubd: node %s listening on http://%s (raft %s, data %s)\n", cfg.nodeID, ln.Addr(), node.Addr(), cfg.dataDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// Replay of the log is done and a leader is known: say so, for
+		// scripts and tests that wait for it.
+		if err := node.WaitReady(gctx); err == nil {
+			fmt.Fprintln(stdout, "hubd: ready")
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
+		defer cancel()
+		log.Info("shutting down")
+		return srv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	// Sessions and requests are done: stop raft, then close the store.
+	return errors.Join(err, closeEngines())
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,6 +25,9 @@ func TestImports(t *testing.T) {
 		"loadtest":  {module + "hub", module + "cluster", module + "mailbox", module + "transport"},
 	}
 	for dir, bad := range forbidden {
+		if _, err := os.Stat("../../" + dir); err != nil {
+			continue // not written yet
+		}
 		for _, p := range listPackages(t, "../../"+dir+"/...") {
 			for _, b := range bad {
 				for _, dep := range depsToCheck(p, b) {

@@ -307,8 +307,8 @@ func (a *applier) publishOne(b *publishBatch, it *PublishItem) (PublishedItem, e
 			if !bytes.Equal(rec.RequestHash, it.RequestHash) {
 				return PublishedItem{Err: fmt.Errorf("publish to mailbox %s, key %q: %w", mb.ID, it.IdempotencyKey, ErrIdempotencyConflict)}, nil
 			}
-			var st MessageStatus
-			if ok, err := found(getJSON(a.txn, statusKey(rec.MessageID), &st)); err != nil || ok {
+			st, ok, err := readStatus(a.txn, rec.MessageID)
+			if err != nil || ok {
 				return PublishedItem{Status: &st, Duplicate: true}, err
 			}
 			// The first message's status is gone (its user was deleted and
@@ -343,14 +343,11 @@ func (a *applier) publishOne(b *publishBatch, it *PublishItem) (PublishedItem, e
 			return PublishedItem{}, err
 		}
 	}
-	st := MessageStatus{
-		ID: msg.ID, UserID: u.ID, MailboxID: mb.ID, Seq: msg.Seq, Topic: msg.Topic,
-		State: StatePending, At: msg.At, ExpiresAt: msg.ExpiresAt,
-	}
-	if err := setJSON(a.txn, statusKey(st.ID), st); err != nil {
+	st := statusOf(&msg)
+	if err := a.txn.Set(statusKey(st.ID), encodePending(u.ID, msg.Seq)); err != nil {
 		return PublishedItem{}, err
 	}
-	if err := setJSON(a.txn, streamKey(u.ID, msg.Seq), msg); err != nil {
+	if err := a.txn.Set(streamKey(u.ID, msg.Seq), encodeMessage(&msg)); err != nil {
 		return PublishedItem{}, err
 	}
 	if err := a.txn.Set(expiryKey(msg.ExpiresAt, u.ID, msg.Seq), nil); err != nil {
@@ -406,7 +403,7 @@ func (a *applier) replaceTopic(mbID string, msg Message) error {
 		return errors.Join(err, fmt.Errorf("topic record of %d bytes", len(v)))
 	}
 	var old Message
-	ok, err := found(getJSON(a.txn, streamKey(msg.UserID, Seq(be64dec(v))), &old))
+	ok, err := found(getMessage(a.txn, msg.UserID, Seq(be64dec(v)), &old))
 	if err != nil || !ok {
 		return err // already gone from the stream: acked by all, or expired
 	}
@@ -492,7 +489,7 @@ func (a *applier) advance(dev *Device, seq Seq) error {
 			return err
 		}
 		for _, m := range msgs {
-			if err := a.finish(m.ID, StateDelivered, dev.ID, ""); err != nil {
+			if err := a.finish(&m, StateDelivered, dev.ID, ""); err != nil {
 				return err
 			}
 		}
@@ -607,7 +604,7 @@ func (a *applier) expire(c *Expire) (Result, error) {
 	for _, k := range due {
 		_, user, seq, _ := parseExpiryKey(k)
 		var m Message
-		ok, err := found(getJSON(a.txn, streamKey(user, seq), &m))
+		ok, err := found(getMessage(a.txn, user, seq, &m))
 		if err != nil {
 			return Result{}, err
 		}
@@ -677,23 +674,28 @@ func (a *applier) dropMessage(m Message, state State, replacedBy string) error {
 			return err
 		}
 	}
-	return a.finish(m.ID, state, "", replacedBy)
+	return a.finish(&m, state, "", replacedBy)
 }
 
-// finish moves a pending message's status to its final state. A status that
-// is already final, or gone, stays as it is: a message has one fate.
-func (a *applier) finish(id string, state State, device, replacedBy string) error {
-	var st MessageStatus
-	ok, err := found(getJSON(a.txn, statusKey(id), &st))
-	if err != nil || !ok || st.State != StatePending {
+// finish decides a pending message's fate: its status record, until now a
+// pointer into the stream, becomes the final status. A status that is
+// already final, or gone, stays as it is: a message has one fate.
+func (a *applier) finish(m *Message, state State, device, replacedBy string) error {
+	item, err := a.txn.Get(statusKey(m.ID))
+	if ok, err := found(err); err != nil || !ok {
 		return err
 	}
+	var pending bool
+	if err := item.Value(func(v []byte) error { pending = len(v) > 0 && v[0] == pendingRecord; return nil }); err != nil || !pending {
+		return err
+	}
+	st := statusOf(m)
 	st.State, st.FinalAt, st.DeliveredTo, st.ReplacedBy = state, a.at, device, replacedBy
-	if err := setJSON(a.txn, statusKey(id), st); err != nil {
+	if err := setJSON(a.txn, statusKey(m.ID), st); err != nil {
 		return err
 	}
 	a.emit(Event{Kind: EventFinal, UserID: st.UserID, Seq: st.Seq, Status: &st})
-	return a.collectAt(a.at+int64(a.policy.StatusRetention), statusKey(id))
+	return a.collectAt(a.at+int64(a.policy.StatusRetention), statusKey(m.ID))
 }
 
 // streamRange returns the messages of the user's stream with from < seq <= to;

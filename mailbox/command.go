@@ -174,8 +174,14 @@ const commandVersion = 1
 var ErrBadCommand = errors.New("mailbox: bad command")
 
 // Encode returns the command's log entry: a version byte, the kind byte, then
-// the JSON body.
+// the body: binary for a publish (see codec.go), JSON for the rest.
 func (c *Command) Encode() ([]byte, error) {
+	if c.Kind == KindPublish && c.Publish != nil {
+		e := &enc{b: make([]byte, 0, 256*len(c.Publish.Items))}
+		e.b = append(e.b, commandVersion, byte(c.Kind))
+		encodePublish(e, c.At, c.Publish)
+		return e.b, nil
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: encode %v: %w", c.Kind, err)
@@ -195,6 +201,14 @@ func DecodeCommand(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: version %d", ErrBadCommand, b[0])
 	}
 	c := &Command{Kind: Kind(b[1])}
+	if c.Kind == KindPublish {
+		at, p, err := decodePublish(b[2:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v: %v", ErrBadCommand, c.Kind, err)
+		}
+		c.At, c.Publish = at, p
+		return c, nil
+	}
 	if err := json.Unmarshal(b[2:], c); err != nil {
 		return nil, fmt.Errorf("%w: %v: %v", ErrBadCommand, c.Kind, err)
 	}

@@ -69,3 +69,18 @@ func FuzzCommandDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestMessageRecordRoundTrip(t *testing.T) {
+	m := Message{ID: NewID(), Seq: 1 << 40, UserID: NewID(), MailboxID: NewID(), Topic: "t",
+		Urgency: UrgencyLow, At: -5, ExpiresAt: 1 << 62, Data: "héllo"}
+	b := encodeMessage(&m)
+	var got Message
+	if err := decodeMessage(b, &got); err != nil || got != m {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, m)
+	}
+	for i := range b {
+		if err := decodeMessage(b[:i], &got); err == nil {
+			t.Fatalf("a record cut to %d of %d bytes decoded", i, len(b))
+		}
+	}
+}

@@ -48,7 +48,7 @@ func streamRange(txn *badger.Txn, userID string, from, to Seq, limit int) ([]Mes
 			break
 		}
 		var m Message
-		if err := item.Value(func(v []byte) error { return unmarshal(v, &m) }); err != nil {
+		if err := item.Value(func(v []byte) error { return decodeMessage(v, &m) }); err != nil {
 			return nil, err
 		}
 		out = append(out, m)
@@ -67,3 +67,13 @@ func unmarshal(b []byte, v any) error {
 }
 
 func be64dec(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+// getMessage reads one message of a user's stream; absent is
+// badger.ErrKeyNotFound, unwrapped.
+func getMessage(txn *badger.Txn, user string, seq Seq, m *Message) error {
+	item, err := txn.Get(streamKey(user, seq))
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error { return decodeMessage(v, m) })
+}

@@ -90,7 +90,44 @@ func (s *Store) Mailboxes(userID string) ([]Mailbox, error) {
 // Status returns a message's status, or ErrMessageUnknown.
 func (s *Store) Status(id string) (MessageStatus, error) {
 	var st MessageStatus
-	return st, s.get(statusKey(id), &st, ErrMessageUnknown)
+	err := s.db.View(func(txn *badger.Txn) error {
+		var ok bool
+		var err error
+		st, ok, err = readStatus(txn, id)
+		if err == nil && !ok {
+			return ErrMessageUnknown
+		}
+		return err
+	})
+	if errors.Is(err, ErrMessageUnknown) {
+		return st, err
+	}
+	return st, s.readErr(err, nil)
+}
+
+// readStatus reads a status record: a final status, or a pointer to the
+// pending message from which the status is derived.
+func readStatus(txn *badger.Txn, id string) (st MessageStatus, ok bool, err error) {
+	item, err := txn.Get(statusKey(id))
+	if ok, err := found(err); err != nil || !ok {
+		return st, false, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return st, false, err
+	}
+	if len(v) > 0 && v[0] == pendingRecord {
+		user, seq, err := decodePending(v)
+		if err != nil {
+			return st, false, fmt.Errorf("mailbox: status %s: %w", id, err)
+		}
+		var m Message
+		if err := getMessage(txn, user, seq, &m); err != nil {
+			return st, false, fmt.Errorf("mailbox: status %s: pending message %s/%d: %w", id, user, seq, err)
+		}
+		return statusOf(&m), true, nil
+	}
+	return st, true, unmarshal(v, &st)
 }
 
 // Messages returns up to limit (0: all) unexpired messages of the user's

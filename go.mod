@@ -15,6 +15,8 @@ require (
 	golang.org/x/sync v0.24.0
 )
 
+require github.com/coder/websocket v1.8.15
+
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/boltdb/bolt v1.3.1 // indirect

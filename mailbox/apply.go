@@ -73,6 +73,8 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 		return a.redeemTicket(cmd.RedeemTicket)
 	case KindExpire:
 		return a.expire(cmd.Expire)
+	case KindAcks:
+		return a.acks(cmd.Acks)
 	}
 	// DecodeCommand refuses unknown kinds; reaching here is a programming error.
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrBadCommand, cmd.Kind)
@@ -429,6 +431,18 @@ func (a *applier) ack(c *Ack) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Device: &dev}, nil
+}
+
+func (a *applier) acks(c *Acks) (Result, error) {
+	res := Result{Refused: make([]error, len(c.Items))}
+	for i := range c.Items {
+		r, err := a.ack(&c.Items[i])
+		if err != nil {
+			return Result{}, err
+		}
+		res.Refused[i] = r.Err
+	}
+	return res, nil
 }
 
 func (a *applier) touchDevice(c *TouchDevice) (Result, error) {

@@ -514,3 +514,28 @@ func TestItemsOfOneBatchSeeEachOther(t *testing.T) {
 		t.Fatalf("last seq %d (%v), want 3", u.LastSeq, err)
 	}
 }
+
+func TestAcksBatchAppliesEachItem(t *testing.T) {
+	m := newMachine(t)
+	alice, _ := m.user()
+	_, tok := m.mailbox(alice)
+	for _, d := range []string{"a", "b"} {
+		m.must(&Command{Kind: KindTouchDevice, TouchDevice: &TouchDevice{UserID: alice, DeviceID: d}})
+	}
+	one := m.publishOK(tok, "one", 3600)
+	m.publishOK(tok, "two", 3600)
+	res := m.must(&Command{Kind: KindAcks, Acks: &Acks{Items: []Ack{
+		{UserID: alice, DeviceID: "a", Seq: 2},
+		{UserID: alice, DeviceID: "b", Seq: 9}, // beyond the stream: refused alone
+		{UserID: alice, DeviceID: "b", Seq: 1},
+	}}})
+	if len(res.Refused) != 3 || res.Refused[0] != nil || !errors.Is(res.Refused[1], ErrAckBeyondStream) || res.Refused[2] != nil {
+		t.Fatalf("refusals: %v", res.Refused)
+	}
+	if st, _ := m.s.Status(one.ID); st.State != StateDelivered || st.DeliveredTo != "a" {
+		t.Fatalf("status of seq 1: %+v", st)
+	}
+	if got := m.stream(alice); !equalStrings(got, []string{"two"}) {
+		t.Fatalf("both devices acked seq 1 only: stream %q", got)
+	}
+}

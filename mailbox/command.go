@@ -23,6 +23,7 @@ const (
 	KindIssueTicket   Kind = 9
 	KindRedeemTicket  Kind = 10
 	KindExpire        Kind = 11
+	KindAcks          Kind = 12
 )
 
 func (k Kind) String() string {
@@ -49,6 +50,8 @@ func (k Kind) String() string {
 		return "redeem-ticket"
 	case KindExpire:
 		return "expire"
+	case KindAcks:
+		return "acks"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -71,6 +74,7 @@ type Command struct {
 	IssueTicket   *IssueTicket   `json:"issue_ticket,omitempty"`
 	RedeemTicket  *RedeemTicket  `json:"redeem_ticket,omitempty"`
 	Expire        *Expire        `json:"expire,omitempty"`
+	Acks          *Acks          `json:"acks,omitempty"`
 }
 
 // CreateUser registers a user. The secret itself never enters the log.
@@ -130,6 +134,13 @@ type Ack struct {
 	UserID   string `json:"user_id"`
 	DeviceID string `json:"device_id"`
 	Seq      Seq    `json:"seq"`
+}
+
+// Acks is many devices' acks in one entry: the hub batches the acks of all
+// its sessions. Each item is applied as an Ack on its own; one refused item
+// does not stop the others.
+type Acks struct {
+	Items []Ack `json:"items"`
 }
 
 // TouchDevice records that a device connected, creating it on first sight
@@ -243,6 +254,8 @@ func (c *Command) hasBody() bool {
 		return c.RedeemTicket != nil
 	case KindExpire:
 		return c.Expire != nil
+	case KindAcks:
+		return c.Acks != nil
 	}
 	return false
 }
@@ -259,6 +272,7 @@ type Result struct {
 	Published []PublishedItem // Publish, one per item in order
 	Expired   int             // Expire: how many things ended; Expire.Limit reached means run again
 	More      bool            // Expire: work remains
+	Refused   []error         // Acks: one per item, nil where it was applied
 }
 
 // PublishedItem is the outcome of one PublishItem.

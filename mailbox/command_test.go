@@ -46,6 +46,7 @@ func FuzzCommandDecode(f *testing.F) {
 	for _, c := range []*Command{
 		{Kind: KindAck, At: 1, Ack: &Ack{UserID: "u", DeviceID: "d", Seq: 3}},
 		{Kind: KindExpire, Expire: &Expire{Limit: 10}},
+		{Kind: KindAcks, At: 2, Acks: &Acks{Items: []Ack{{UserID: "u", DeviceID: "d", Seq: 1}}}},
 		{Kind: KindPublish, Publish: &Publish{Items: []PublishItem{{ID: "i", Data: "x"}}}},
 	} {
 		b, _ := c.Encode()

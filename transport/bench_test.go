@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/cluster/clustertest"
+	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/transport"
 )
 
@@ -24,8 +26,11 @@ type benchHub struct {
 // startBenchHub runs a node with users mailboxes (one per user) behind the handler.
 func startBenchHub(b *testing.B, users int) benchHub {
 	b.Helper()
-	store, node := clustertest.Start(b, clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = time.Hour }))
-	h := benchHub{handler: transport.New(transport.Config{}, store, node).Handler()}
+	hb := hub.New(hub.Config{}, nil)
+	store, node := clustertest.Start(b, clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = time.Hour }), clustertest.WithApplied(hb))
+	api := transport.New(transport.Config{}, store, node, hb)
+	b.Cleanup(func() { api.Close(context.Background()) })
+	h := benchHub{handler: api.Handler()}
 	for range users {
 		uid, _ := clustertest.NewUser(b, node)
 		_, token := clustertest.NewMailbox(b, node, uid)

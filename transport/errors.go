@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 )
 
@@ -79,9 +80,19 @@ var errorTable = []wireError{
 	{mailbox.ErrIdempotencyConflict, http.StatusConflict, "idempotency_conflict", "Idempotency-Key was used with a different request", false},
 	{mailbox.ErrUserExists, http.StatusConflict, "conflict", "already exists", false},
 	{mailbox.ErrMailboxExists, http.StatusConflict, "conflict", "already exists", false},
-	// Reserved for the device transports (WebSocket, poll, SSE).
+	// The device transports (WebSocket, poll, SSE).
 	{mailbox.ErrTicketInvalid, http.StatusUnauthorized, "ticket_invalid", "invalid, expired or used ticket", false},
 	{mailbox.ErrAckBeyondStream, http.StatusBadRequest, "ack_beyond_stream", "ack beyond the end of the stream", false},
+	{hub.ErrAckBeyondSent, http.StatusBadRequest, "ack_beyond_sent", "ack beyond what this session sent", false},
+	{hub.ErrAckBackwards, http.StatusBadRequest, "ack_backwards", "ack below an earlier ack of this session", false},
+	{errProtocol, http.StatusBadRequest, "bad_request", "the hello or request is malformed", false},
+	{errBadWait, http.StatusBadRequest, "bad_wait", "wait must be whole seconds from 0 to the maximum", false},
+	{errRidWindow, http.StatusBadRequest, "rid_out_of_window", "rid is neither a repeat of the last two nor the next", false},
+	{errSessionUnknown, http.StatusNotFound, "session_unknown", "no such session", false},
+	{hub.ErrTooSlow, http.StatusGone, "too_slow", "the device did not keep up; reconnect and resume", false},
+	{hub.ErrUserDeleted, http.StatusGone, "user_revoked", "the user was deleted", false},
+	{hub.ErrDeviceDeleted, http.StatusGone, "device_deleted", "the device was deleted", false},
+	{hub.ErrClosed, http.StatusGone, "going_away", "the node is shutting down; reconnect", false},
 
 	// The cluster.
 	{errNotReady, http.StatusServiceUnavailable, "not_ready", "the node is not ready", false},

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -40,7 +41,8 @@ func FuzzPushHeaders(f *testing.F) {
 	} {
 		f.Add(seed.ttl, seed.topic, seed.urgency, seed.key, seed.present)
 	}
-	s := New(Config{DefaultTTL: 10 * time.Minute, MaxTTL: time.Hour}, nil, nil)
+	s := New(Config{DefaultTTL: 10 * time.Minute, MaxTTL: time.Hour}, nil, nil, nil)
+	f.Cleanup(func() { s.Close(context.Background()) })
 	const maxTTL = 3600
 	f.Fuzz(func(t *testing.T, ttl, topic, urgency, key string, present uint8) {
 		h := http.Header{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/cluster/clustertest"
+	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
 )
@@ -24,6 +25,8 @@ type testHub struct {
 	srv   *httptest.Server
 	store *mailbox.Store
 	node  *cluster.Node
+	hub   *hub.Hub
+	api   *transport.Server
 	cfg   transport.Config
 }
 
@@ -31,13 +34,35 @@ type testHub struct {
 // an hour so that no Expire command moves the applied index during a test.
 func startHub(t *testing.T, cfg transport.Config) *testHub {
 	t.Helper()
+	return startHubWith(t, cfg, hub.Config{})
+}
+
+// startHubWith is startHub with a hub configuration.
+func startHubWith(t *testing.T, cfg transport.Config, hcfg hub.Config) *testHub {
+	t.Helper()
+	var st hubStore
+	h := hub.New(hcfg, &st)
 	store, node := clustertest.Start(t, clustertest.WithConfig(func(c *cluster.Config) {
 		c.ExpireEvery = time.Hour
-	}))
-	srv := httptest.NewServer(transport.New(cfg, store, node).Handler())
-	t.Cleanup(srv.Close)
-	return &testHub{srv: srv, store: store, node: node, cfg: cfg}
+	}), clustertest.WithApplied(h))
+	st.Store = store
+	h.Start(node)
+	api := transport.New(cfg, store, node, h)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+		defer cancel()
+		h.Close(ctx)
+		if err := api.Close(ctx); err != nil {
+			t.Errorf("close transport: %v", err)
+		}
+		srv.Close()
+	})
+	return &testHub{srv: srv, store: store, node: node, hub: h, api: api, cfg: cfg}
 }
+
+// hubStore lets the hub be built before the store it reads exists.
+type hubStore struct{ *mailbox.Store }
 
 // openConfig is the embedded default: open registration.
 func openConfig() transport.Config { return transport.Config{OpenRegistration: true} }

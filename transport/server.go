@@ -2,12 +2,14 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 )
 
@@ -21,6 +23,7 @@ type Config struct {
 	AdminToken       string        // Bearer token for admin calls; "" refuses them all
 	TicketTTL        time.Duration // lifetime of a connect ticket; default 60s
 	MaxBatch         int           // items in one POST /v1/push batch; default 1000
+	PingInterval     time.Duration // how often WebSockets are pinged; default 25s
 	Logger           *slog.Logger  // nil discards
 }
 
@@ -31,6 +34,7 @@ const (
 	DefaultMaxTTL       = 28 * 24 * time.Hour
 	DefaultTicketTTL    = 60 * time.Second
 	DefaultMaxBatch     = 1000
+	DefaultPingInterval = 25 * time.Second
 )
 
 // Cluster is what the transport needs from the replicated log; *cluster.Node
@@ -52,6 +56,7 @@ type Server struct {
 	cfg     Config
 	store   *mailbox.Store
 	cluster Cluster
+	hub     *hub.Hub
 	log     *slog.Logger
 	mux     *http.ServeMux
 
@@ -59,10 +64,16 @@ type Server struct {
 	defaultTTLSeconds int64
 	batchBodyLimit    int64
 	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
+
+	ws        wsConns
+	stopBG    context.CancelFunc // stops the background goroutines
+	bg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
-// New returns a Server over store (for reads) and c (for writes).
-func New(cfg Config, store *mailbox.Store, c Cluster) *Server {
+// New returns a Server over store (for reads), c (for writes) and h (the
+// sessions of devices connected to this node).
+func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	if cfg.PayloadLimit <= 0 {
 		cfg.PayloadLimit = DefaultPayloadLimit
 	}
@@ -78,6 +89,9 @@ func New(cfg Config, store *mailbox.Store, c Cluster) *Server {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,6 +99,7 @@ func New(cfg Config, store *mailbox.Store, c Cluster) *Server {
 		cfg:           cfg,
 		store:         store,
 		cluster:       c,
+		hub:           h,
 		log:           cfg.Logger,
 		maxTTLSeconds: int64(cfg.MaxTTL / time.Second),
 	}
@@ -99,7 +114,37 @@ func New(cfg Config, store *mailbox.Store, c Cluster) *Server {
 	limit := cfg.PayloadLimit + 1
 	s.bufs.New = func() any { b := make([]byte, 0, limit); return &b }
 	s.routes()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBG = cancel
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.pingLoop(ctx)
+	}()
 	return s
+}
+
+// Close closes every WebSocket with going_away, stops the server's
+// background goroutines and waits for the connections' goroutines, until ctx
+// ends. Plain HTTP requests are http.Server's to drain; long-poll and SSE
+// requests end when the hub closes their sessions.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.ws.closeAll()
+		s.stopBG()
+	})
+	done := make(chan struct{})
+	go func() {
+		s.ws.wg.Wait()
+		s.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("transport: close: %w", ctx.Err())
+	}
 }
 
 // batchItemEnvelope is the room a batch item takes besides its data.
@@ -121,6 +166,9 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /v1/push/{token}", s.handleRevokeToken)
 	m.HandleFunc("POST /v1/push", s.handleBatch)
 	m.HandleFunc("GET /v1/messages/{id}", s.handleMessageStatus)
+
+	// Devices.
+	m.HandleFunc("GET /v1/ws", s.handleWS)
 
 	// Users.
 	m.HandleFunc("POST /v1/users", s.handleCreateUser)

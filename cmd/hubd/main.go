@@ -6,7 +6,8 @@
 // given on the command line wins over the environment.
 //
 // hubd is the only place that wires the packages together: the mailbox
-// store, the raft node that applies the log into it, and the HTTP transport.
+// store, the raft node that applies the log into it, the hub of device
+// sessions that hears what was applied, and the HTTP transport.
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
 )
@@ -57,27 +59,30 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sessions := hub.New(hub.Config{Logger: log}, store)
 	node, err := cluster.Open(cluster.Config{
 		NodeID:    cfg.nodeID,
 		RaftAddr:  cfg.raftAddr,
 		Dir:       filepath.Join(cfg.dataDir, "raft"),
 		Bootstrap: cfg.bootstrap,
 		Logger:    log,
-	}, store, nil)
+	}, store, sessions)
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
+	sessions.Start(node)
 	closeEngines := func() error { return errors.Join(node.Close(), store.Close()) }
 
+	api := transport.New(transport.Config{
+		PayloadLimit:     cfg.payloadLimit,
+		DefaultTTL:       cfg.defaultTTL,
+		MaxTTL:           cfg.maxTTL,
+		OpenRegistration: cfg.openRegistration,
+		AdminToken:       cfg.adminToken,
+		Logger:           log,
+	}, store, node, sessions)
 	srv := &http.Server{
-		Handler: transport.New(transport.Config{
-			PayloadLimit:     cfg.payloadLimit,
-			DefaultTTL:       cfg.defaultTTL,
-			MaxTTL:           cfg.maxTTL,
-			OpenRegistration: cfg.openRegistration,
-			AdminToken:       cfg.adminToken,
-			Logger:           log,
-		}, store, node).Handler(),
+		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -109,7 +114,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
 		defer cancel()
 		log.Info("shutting down")
-		return srv.Shutdown(sctx)
+		// Devices first: their sessions end (WebSockets get going_away,
+		// held polls and event streams are answered) and their last acks
+		// are committed; then the HTTP requests drain.
+		sessions.Close(sctx)
+		return errors.Join(srv.Shutdown(sctx), api.Close(sctx))
 	})
 	err = g.Wait()
 	// Sessions and requests are done: stop raft, then close the store.

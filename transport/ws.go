@@ -1,0 +1,383 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/notifyhub/hub/hub"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+const (
+	wsReadLimit    = 8 << 10          // largest client frame
+	wsHelloTimeout = 10 * time.Second // the hello must come within this
+	wsOpenTimeout  = 10 * time.Second // redeeming the ticket and touching the device
+	wsWriteTimeout = 10 * time.Second // one frame to a device; past it the device is too slow
+	wsTakeBatch    = 64               // messages taken from the session at a time
+	// wsBufSize is the size of each of a connection's read and write
+	// buffers. net/http's are 4 KiB each and would stay with the connection
+	// for its life; frames are small, and a larger one is read or written
+	// straight through.
+	wsBufSize = 512
+)
+
+// GET /v1/ws
+//
+// The handler upgrades and returns: the connection's reader runs on a
+// goroutine of its own whose stack starts small, and a writer goroutine
+// exists only while the session has something to send.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+		// Devices authenticate with a ticket in their first frame, never
+		// with cookies, so a page of any origin may connect: there is no
+		// ambient credential for another site to ride on.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	c.SetReadLimit(wsReadLimit)
+	wc := &wsConn{srv: s, c: c}
+	wc.heard.Store(time.Now().UnixNano())
+	if !s.ws.add(wc) {
+		c.Close(reasonGoingAway.ws, reasonGoingAway.code)
+		return
+	}
+	go wc.readLoop()
+}
+
+// wsConn is one WebSocket: its reader goroutine owns it, and a writer
+// goroutine runs while there is something to send.
+type wsConn struct {
+	srv   *Server
+	c     *websocket.Conn
+	sess  *hub.Session // set before ready
+	ready atomic.Bool  // the welcome was sent: messages may follow
+
+	writing atomic.Bool  // a writer goroutine runs
+	pingDue atomic.Bool  // the pinger asked for a ping frame
+	heard   atomic.Int64 // unix ns of the last frame from the device
+	closing atomic.Bool
+}
+
+// wake is the session's callback: it never blocks.
+func (wc *wsConn) wake() {
+	if !wc.ready.Load() {
+		return // the reader kicks once the welcome is out
+	}
+	if err := wc.sess.Err(); err != nil {
+		wc.closeAsync(reasonOf(err))
+		return
+	}
+	wc.kick()
+}
+
+// kick starts a writer unless one runs.
+func (wc *wsConn) kick() {
+	if wc.writing.CompareAndSwap(false, true) {
+		wc.srv.ws.wg.Add(1)
+		go wc.writeLoop()
+	}
+}
+
+func (wc *wsConn) writeLoop() {
+	defer wc.srv.ws.wg.Done()
+	var buf []byte
+	for {
+		if !wc.flush(&buf) {
+			return
+		}
+		wc.writing.Store(false)
+		// A wake between the last Take and the Store above found a writer
+		// running and did nothing: look again.
+		if !(wc.sess.Pending() || wc.pingDue.Load()) || !wc.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// flush writes a due ping and every message the session has now. It returns
+// false when the connection is done for.
+func (wc *wsConn) flush(buf *[]byte) bool {
+	if wc.pingDue.Swap(false) {
+		if !wc.write([]byte(`{"type":"ping"}`)) {
+			return false
+		}
+	}
+	for {
+		msgs, err := wc.sess.Take(wsTakeBatch)
+		if err != nil {
+			wc.close(reasonOf(err))
+			return false
+		}
+		if len(msgs) == 0 {
+			return true
+		}
+		for _, m := range msgs {
+			*buf = appendMsg((*buf)[:0], m)
+			if !wc.write(*buf) {
+				return false
+			}
+		}
+	}
+}
+
+// write sends one text frame; a device that does not take it within
+// wsWriteTimeout is too slow.
+func (wc *wsConn) write(frame []byte) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), wsWriteTimeout)
+	defer cancel()
+	if err := wc.c.Write(ctx, websocket.MessageText, frame); err != nil {
+		if ctx.Err() != nil {
+			wc.close(reasonTooSlow)
+		} else {
+			wc.c.CloseNow()
+		}
+		return false
+	}
+	return true
+}
+
+// frame is any frame a device sends.
+type frame struct {
+	Type string `json:"type"`
+	hello
+	Seq *mailbox.Seq `json:"seq"`
+}
+
+func (wc *wsConn) readLoop() {
+	defer wc.srv.ws.remove(wc)
+	defer func() {
+		if wc.sess != nil {
+			wc.sess.Close()
+		}
+		wc.c.CloseNow()
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), wsHelloTimeout)
+	f, err := wc.read(ctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			wc.close(reasonProtocol)
+		}
+		return
+	}
+	if f.Type != "hello" {
+		wc.close(reasonProtocol)
+		return
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), wsOpenTimeout)
+	sess, wel, err := wc.srv.openSession(ctx, f.hello, wc.wake)
+	cancel()
+	if err != nil {
+		if r := reasonOf(err); r == reasonInternal {
+			wc.srv.log.Error("transport: open WebSocket session", slog.Any("err", err))
+		}
+		wc.close(reasonOf(err))
+		return
+	}
+	wc.sess = sess
+	b := append([]byte(`{"type":"welcome","session":`), appendString(nil, wel.session)...)
+	b = append(b, ',')
+	b = appendWelcomeFields(b, wel)
+	b = append(b, `,"ping_interval":`...)
+	b = strconv.AppendInt(b, int64(wc.srv.cfg.PingInterval/time.Second), 10)
+	b = append(b, '}')
+	if !wc.write(b) {
+		return
+	}
+	wc.ready.Store(true)
+	wc.kick()
+
+	for {
+		f, err := wc.read(context.Background())
+		if err != nil {
+			return
+		}
+		switch f.Type {
+		case "ack":
+			if f.Seq == nil {
+				wc.close(reasonProtocol)
+				return
+			}
+			if err := sess.Ack(*f.Seq); err != nil {
+				we, _ := lookup(err)
+				b := appendErrorBody(nil, we.code, err.Error())
+				b = append([]byte(`{"type":"error",`), b[1:]...)
+				if !wc.write(b) {
+					return
+				}
+			}
+		case "pong":
+		case "ping":
+			if !wc.write([]byte(`{"type":"pong"}`)) {
+				return
+			}
+		default: // a second hello, or an unknown type
+			wc.close(reasonProtocol)
+			return
+		}
+	}
+}
+
+// read reads one frame. A frame that is not a JSON object, or is binary,
+// closes the connection with protocol_error; an oversized one is closed by
+// the websocket library with 1009.
+func (wc *wsConn) read(ctx context.Context) (frame, error) {
+	var f frame
+	typ, data, err := wc.c.Read(ctx)
+	if err != nil {
+		return f, err
+	}
+	wc.heard.Store(time.Now().UnixNano())
+	if typ != websocket.MessageText {
+		wc.close(reasonProtocol)
+		return f, errProtocol
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		wc.close(reasonProtocol)
+		return f, errProtocol
+	}
+	return f, nil
+}
+
+// close ends the connection with reason: a close frame, then the socket.
+func (wc *wsConn) close(r endReason) {
+	if wc.closing.Swap(true) {
+		return
+	}
+	wc.c.Close(r.ws, r.code)
+}
+
+// closeAsync closes on another goroutine, for callers that must not block.
+func (wc *wsConn) closeAsync(r endReason) {
+	if wc.closing.Load() {
+		return
+	}
+	wc.srv.ws.wg.Add(1)
+	go func() {
+		defer wc.srv.ws.wg.Done()
+		wc.close(r)
+	}()
+}
+
+// wsConns is the registry of this server's WebSockets, for the pinger and
+// for shutdown.
+type wsConns struct {
+	mu     sync.Mutex
+	conns  map[*wsConn]struct{}
+	closed bool
+	wg     sync.WaitGroup // readers, writers and closers
+}
+
+func (r *wsConns) add(wc *wsConn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	if r.conns == nil {
+		r.conns = make(map[*wsConn]struct{})
+	}
+	r.conns[wc] = struct{}{}
+	r.wg.Add(1) // the reader's
+	return true
+}
+
+func (r *wsConns) remove(wc *wsConn) {
+	r.mu.Lock()
+	delete(r.conns, wc)
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+func (r *wsConns) snapshot() []*wsConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*wsConn, 0, len(r.conns))
+	for wc := range r.conns {
+		out = append(out, wc)
+	}
+	return out
+}
+
+// Len returns the number of open WebSockets.
+func (r *wsConns) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}
+
+// pingLoop asks every WebSocket for a sign of life each interval, and closes
+// those from which nothing was heard for two intervals.
+func (s *Server) pingLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			dead := now.Add(-2 * s.cfg.PingInterval).UnixNano()
+			for _, wc := range s.ws.snapshot() {
+				if !wc.ready.Load() {
+					continue // the hello timeout covers it
+				}
+				if wc.heard.Load() < dead {
+					wc.closeAsync(reasonPingTimeout)
+					continue
+				}
+				wc.pingDue.Store(true)
+				wc.kick()
+			}
+		}
+	}
+}
+
+// closeAll closes every WebSocket with going_away and refuses new ones.
+func (r *wsConns) closeAll() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	for _, wc := range r.snapshot() {
+		wc.closeAsync(reasonGoingAway)
+	}
+}
+
+// smallBuffers hands websocket.Accept a hijacked connection with small
+// buffers instead of net/http's, keeping what the client already sent.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var rd io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rd = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Writer.Flush(); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(rd, wsBufSize), bufio.NewWriterSize(conn, wsBufSize)), nil
+}

@@ -2,11 +2,9 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,7 +38,8 @@ const (
 // goroutine of its own whose stack starts small, and a writer goroutine
 // exists only while the session has something to send.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	c, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		// Devices authenticate with a ticket in their first frame, never
 		// with cookies, so a page of any origin may connect: there is no
 		// ambient credential for another site to ride on.
@@ -51,7 +50,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the request
 	}
 	c.SetReadLimit(wsReadLimit)
-	wc := &wsConn{srv: s, c: c}
+	wc := &wsConn{srv: s, c: c, netConn: sb.conn}
 	wc.heard.Store(time.Now().UnixNano())
 	if !s.ws.add(wc) {
 		c.Close(reasonGoingAway.ws, reasonGoingAway.code)
@@ -63,8 +62,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // wsConn is one WebSocket: its reader goroutine owns it, and a writer
 // goroutine runs while there is something to send.
 type wsConn struct {
-	srv   *Server
-	c     *websocket.Conn
+	srv     *Server
+	c       *websocket.Conn
+	netConn net.Conn // under c: closed by force when the close handshake stalls
 	sess  *hub.Session // set before ready
 	ready atomic.Bool  // the welcome was sent: messages may follow
 
@@ -256,11 +256,17 @@ func (wc *wsConn) read(ctx context.Context) (frame, error) {
 	return f, nil
 }
 
+// wsCloseGrace bounds the close handshake: a device too slow to take its
+// messages will not take a close frame either.
+const wsCloseGrace = time.Second
+
 // close ends the connection with reason: a close frame, then the socket.
 func (wc *wsConn) close(r endReason) {
 	if wc.closing.Swap(true) {
 		return
 	}
+	force := time.AfterFunc(wsCloseGrace, func() { wc.netConn.Close() })
+	defer force.Stop()
 	wc.c.Close(r.ws, r.code)
 }
 
@@ -360,18 +366,17 @@ func (r *wsConns) closeAll() {
 }
 
 // smallBuffers hands websocket.Accept a hijacked connection with small
-// buffers instead of net/http's, keeping what the client already sent.
-type smallBuffers struct{ http.ResponseWriter }
+// buffers instead of net/http's, keeping what the client already sent. It
+// remembers the connection.
+type smallBuffers struct {
+	http.ResponseWriter
+	conn net.Conn
+}
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
-	}
-	var rd io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		rd = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
 	}
 	if brw.Writer.Buffered() > 0 {
 		if err := brw.Writer.Flush(); err != nil {
@@ -379,5 +384,13 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(rd, wsBufSize), bufio.NewWriterSize(conn, wsBufSize)), nil
+	w.conn = conn
+	// Bytes the client sent right after its handshake may sit in net/http's
+	// reader. websocket.Accept keeps a reader's buffered bytes, but only
+	// those of the reader it is handed: keep net/http's in that case.
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(conn, wsBufSize)
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsBufSize)), nil
 }

@@ -64,9 +64,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 type wsConn struct {
 	srv     *Server
 	c       *websocket.Conn
-	netConn net.Conn // under c: closed by force when the close handshake stalls
-	sess  *hub.Session // set before ready
-	ready atomic.Bool  // the welcome was sent: messages may follow
+	netConn net.Conn     // under c: closed by force when the close handshake stalls
+	sess    *hub.Session // set before ready
+	ready   atomic.Bool  // the welcome was sent: messages may follow
 
 	writing atomic.Bool  // a writer goroutine runs
 	pingDue atomic.Bool  // the pinger asked for a ping frame

@@ -1,0 +1,249 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/cluster/clustertest"
+	"github.com/notifyhub/hub/hub"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// rig is a real node (raft over loopback, badger in a temp dir) whose
+// applied events go to a hub.
+type rig struct {
+	hub   *hub.Hub
+	node  *cluster.Node
+	store *mailbox.Store
+	user  string
+	token string
+}
+
+type lateStore struct{ *mailbox.Store }
+
+func newRig(t *testing.T, cfg hub.Config) *rig {
+	t.Helper()
+	var st lateStore
+	h := hub.New(cfg, &st)
+	store, node := clustertest.Start(t, clustertest.WithApplied(h), clustertest.WithConfig(func(c *cluster.Config) {
+		c.ExpireEvery = time.Hour
+	}))
+	st.Store = store
+	h.Start(node)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+		defer cancel()
+		h.Close(ctx)
+	})
+	user, _ := clustertest.NewUser(t, node)
+	_, token := clustertest.NewMailbox(t, node, user)
+	return &rig{hub: h, node: node, store: store, user: user, token: token}
+}
+
+func (r *rig) publish(t *testing.T, n int) {
+	t.Helper()
+	items := make([]mailbox.PublishItem, n)
+	for i := range items {
+		items[i] = mailbox.PublishItem{ID: mailbox.NewID(), TokenHash: mailbox.Hash(r.token), Data: fmt.Sprint(i), TTL: 3600, Urgency: mailbox.UrgencyNormal}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
+	res, err := r.node.Publish(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res {
+		if p.Err != nil {
+			t.Fatal(p.Err)
+		}
+	}
+}
+
+// wakes counts a session's wake calls and lets a test wait for the next.
+type wakes struct{ ch chan struct{} }
+
+func newWakes() *wakes { return &wakes{ch: make(chan struct{}, 1)} }
+
+func (w *wakes) wake() {
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// takeUntil takes from s in batches of batch until it has handed out seq
+// last, waiting for wakes in between, and returns every seq taken.
+func takeUntil(t *testing.T, s *hub.Session, w *wakes, batch int, last mailbox.Seq) []mailbox.Seq {
+	t.Helper()
+	var got []mailbox.Seq
+	timeout := time.After(clustertest.Timeout)
+	for len(got) == 0 || got[len(got)-1] < last {
+		msgs, err := s.Take(batch)
+		if err != nil {
+			t.Fatalf("take: %v", err)
+		}
+		for _, m := range msgs {
+			got = append(got, m.Seq)
+		}
+		if len(msgs) == 0 {
+			select {
+			case <-w.ch:
+			case <-timeout:
+				t.Fatalf("took up to %v, want %d", got, last)
+			}
+		}
+	}
+	return got
+}
+
+func checkRun(t *testing.T, got []mailbox.Seq, from, to mailbox.Seq) {
+	t.Helper()
+	if len(got) != int(to-from) {
+		t.Fatalf("got %d seqs %v, want %d..%d", len(got), got, from+1, to)
+	}
+	for i, s := range got {
+		if s != from+mailbox.Seq(i)+1 {
+			t.Fatalf("seq %d at %d: gap or duplicate in %v", s, i, got)
+		}
+	}
+}
+
+// A session that attaches with a backlog reads it from the store, while live
+// messages arrive in a queue too small to hold them; then it goes live. It
+// hands out every seq once, in order.
+func TestCatchUpAndLiveWithoutGapOrDuplicate(t *testing.T) {
+	r := newRig(t, hub.Config{QueueLen: 4})
+	r.publish(t, 50)
+	w := newWakes()
+	s, err := r.hub.Attach(r.user, "laptop", 10, w.wake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Take(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		r.publish(t, 5) // 4 are queued, the rest dropped: the store has them
+	}
+	got := []mailbox.Seq{first[0].Seq, first[1].Seq, first[2].Seq}
+	got = append(got, takeUntil(t, s, w, 3, 100)...)
+	r.publish(t, 3) // live now: straight from the queue
+	got = append(got, takeUntil(t, s, w, 3, 103)...)
+	checkRun(t, got, 10, 103)
+	if err := s.Err(); err != nil {
+		t.Fatalf("a session catching up must not end when its queue overflows: %v", err)
+	}
+}
+
+func TestTooSlowSessionEnds(t *testing.T) {
+	r := newRig(t, hub.Config{QueueLen: 2})
+	w := newWakes()
+	s, err := r.hub.Attach(r.user, "laptop", 0, w.wake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := s.Take(10); err != nil || len(msgs) != 0 {
+		t.Fatalf("empty stream: %v %v", msgs, err)
+	}
+	other := newWakes()
+	fast, _ := r.hub.Attach(r.user, "phone", 0, other.wake)
+	fast.Take(10)
+	r.publish(t, 2)
+	checkRun(t, takeUntil(t, fast, other, 10, 2), 0, 2)
+	r.publish(t, 1) // the third queued message: over QueueLen for the idle one
+	<-s.Done()
+	if !errors.Is(s.Err(), hub.ErrTooSlow) {
+		t.Fatalf("err %v", s.Err())
+	}
+	if _, err := s.Take(1); !errors.Is(err, hub.ErrTooSlow) {
+		t.Fatalf("take after the end: %v", err)
+	}
+	checkRun(t, takeUntil(t, fast, other, 10, 3), 2, 3)
+	if st := r.hub.Stats(); st.TooSlow != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestAcksReachTheStoreInBatches(t *testing.T) {
+	r := newRig(t, hub.Config{})
+	r.publish(t, 5)
+	w := newWakes()
+	s, _ := r.hub.Attach(r.user, "laptop", 0, w.wake)
+	takeUntil(t, s, w, 2, 5)
+	if err := s.Ack(6); !errors.Is(err, hub.ErrAckBeyondSent) {
+		t.Fatalf("ack beyond sent: %v", err)
+	}
+	for seq := mailbox.Seq(1); seq <= 5; seq++ {
+		if err := s.Ack(seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Ack(3); !errors.Is(err, hub.ErrAckBackwards) {
+		t.Fatalf("ack backwards: %v", err)
+	}
+	deadline := time.Now().Add(clustertest.Timeout)
+	for {
+		devs, err := r.store.Devices(r.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) == 1 && devs[0].Cursor == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices: %+v", devs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the store
+	}
+	if st := r.hub.Stats(); st.Acks == 0 || st.Acks > 5 || st.AckBatches > st.Acks {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestDeletesEndSessions(t *testing.T) {
+	r := newRig(t, hub.Config{})
+	w := newWakes()
+	laptop, _ := r.hub.Attach(r.user, "laptop", 0, w.wake)
+	phone, _ := r.hub.Attach(r.user, "phone", 0, w.wake)
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
+	// The device must exist in the store to be deleted.
+	if _, err := r.node.Propose(ctx, &mailbox.Command{Kind: mailbox.KindTouchDevice, TouchDevice: &mailbox.TouchDevice{UserID: r.user, DeviceID: "laptop"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.node.Propose(ctx, &mailbox.Command{Kind: mailbox.KindDeleteDevice, DeleteDevice: &mailbox.DeleteDevice{UserID: r.user, DeviceID: "laptop"}}); err != nil {
+		t.Fatal(err)
+	}
+	<-laptop.Done()
+	if !errors.Is(laptop.Err(), hub.ErrDeviceDeleted) || phone.Err() != nil {
+		t.Fatalf("laptop %v, phone %v", laptop.Err(), phone.Err())
+	}
+	if _, err := r.node.Propose(ctx, &mailbox.Command{Kind: mailbox.KindDeleteUser, DeleteUser: &mailbox.DeleteUser{UserID: r.user}}); err != nil {
+		t.Fatal(err)
+	}
+	<-phone.Done()
+	if !errors.Is(phone.Err(), hub.ErrUserDeleted) {
+		t.Fatalf("phone %v", phone.Err())
+	}
+}
+
+func TestCloseEndsSessionsAndRefusesNew(t *testing.T) {
+	r := newRig(t, hub.Config{})
+	w := newWakes()
+	s, _ := r.hub.Attach(r.user, "laptop", 0, w.wake)
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
+	r.hub.Close(ctx)
+	<-s.Done()
+	if !errors.Is(s.Err(), hub.ErrClosed) {
+		t.Fatalf("err %v", s.Err())
+	}
+	if _, err := r.hub.Attach(r.user, "phone", 0, w.wake); !errors.Is(err, hub.ErrClosed) {
+		t.Fatalf("attach after close: %v", err)
+	}
+}

@@ -421,22 +421,22 @@ func equalSnapshots(a, b snapshot) bool {
 
 func TestWSSessionEnds(t *testing.T) {
 	h := startHub(t, openConfig())
-	t.Run("device deleted", func(t *testing.T) {
-		a := h.newAccount(t)
-		c, _ := h.wsHello(t, a.secret, "laptop", nil)
-		h.expect(t, http.StatusNoContent, "DELETE", "/v1/devices/laptop", bearer(a.secret), "")
-		if got := closeCode(t, c); got != 4404 {
-			t.Fatalf("close code %d", got)
-		}
-	})
-	t.Run("user deleted", func(t *testing.T) {
-		a := h.newAccount(t)
-		c, _ := h.wsHello(t, a.secret, "laptop", nil)
-		h.expect(t, http.StatusNoContent, "DELETE", "/v1/users/me", bearer(a.secret), "")
-		if got := closeCode(t, c); got != 4403 {
-			t.Fatalf("close code %d", got)
-		}
-	})
+	for _, tc := range []struct {
+		name, path string
+		code       websocket.StatusCode
+	}{
+		{"device deleted", "/v1/devices/laptop", 4404},
+		{"user deleted", "/v1/users/me", 4403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := h.newAccount(t)
+			c, _ := h.wsHello(t, a.secret, "laptop", nil)
+			h.expect(t, http.StatusNoContent, "DELETE", tc.path, bearer(a.secret), "")
+			if got := closeCode(t, c); got != tc.code {
+				t.Fatalf("close code %d, want %d", got, tc.code)
+			}
+		})
+	}
 	t.Run("going away", func(t *testing.T) {
 		a := h.newAccount(t)
 		c, _ := h.wsHello(t, a.secret, "laptop", nil)

@@ -22,6 +22,8 @@ type config struct {
 	defaultTTL       time.Duration
 	maxTTL           time.Duration
 	shutdownGrace    time.Duration
+	pingInterval     time.Duration
+	sessionQueue     int
 	logLevel         slog.Level
 }
 
@@ -51,6 +53,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	c.bootstrap, c.openRegistration = true, true
 	c.payloadLimit = 4096
 	c.defaultTTL, c.maxTTL, c.shutdownGrace = 24*time.Hour, 28*24*time.Hour, 10*time.Second
+	c.pingInterval, c.sessionQueue = 25*time.Second, 1024
 
 	str(&c.dataDir, "data", "./data", "data directory: badger state in state/, raft log and snapshots in raft/")
 	str(&c.listen, "listen", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one; the address is printed)")
@@ -63,6 +66,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(durationValue{&c.defaultTTL}, "default-ttl", "TTL of a message published without a TTL header")
 	parsed(durationValue{&c.maxTTL}, "max-ttl", "largest TTL a publisher may ask for")
 	parsed(durationValue{&c.shutdownGrace}, "shutdown-grace", "how long a clean shutdown waits for requests in flight")
+	parsed(durationValue{&c.pingInterval}, "ping-interval", "how often WebSocket devices are pinged; silent for two intervals, they are closed")
+	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
 
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +84,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("--payload-limit must be positive")
 	case c.maxTTL < time.Second || c.defaultTTL < 0 || c.defaultTTL > c.maxTTL:
 		return c, fmt.Errorf("need 0 <= --default-ttl <= --max-ttl and --max-ttl >= 1s")
+	case c.pingInterval < time.Second:
+		return c, fmt.Errorf("--ping-interval must be at least 1s")
+	case c.sessionQueue <= 0:
+		return c, fmt.Errorf("--session-queue must be positive")
 	}
 	return c, nil
 }

@@ -59,7 +59,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sessions := hub.New(hub.Config{Logger: log}, store)
+	sessions := hub.New(hub.Config{QueueLen: cfg.sessionQueue, Logger: log}, store)
 	node, err := cluster.Open(cluster.Config{
 		NodeID:    cfg.nodeID,
 		RaftAddr:  cfg.raftAddr,
@@ -79,6 +79,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		MaxTTL:           cfg.maxTTL,
 		OpenRegistration: cfg.openRegistration,
 		AdminToken:       cfg.adminToken,
+		PingInterval:     cfg.pingInterval,
 		Logger:           log,
 	}, store, node, sessions)
 	srv := &http.Server{

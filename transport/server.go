@@ -170,6 +170,11 @@ func (s *Server) routes() {
 	// Devices.
 	m.HandleFunc("GET /v1/ws", s.handleWS)
 
+	// The browser client and the demo page (web.go).
+	m.HandleFunc("GET /v1/hub.js", s.handleHubJS)
+	m.HandleFunc("GET /{$}", s.handleDemo)
+	m.HandleFunc("GET /demo/{file}", s.handleDemoAsset)
+
 	// Users.
 	m.HandleFunc("POST /v1/users", s.handleCreateUser)
 	m.HandleFunc("DELETE /v1/users/me", s.handleDeleteUser)

@@ -56,6 +56,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		c.Close(reasonGoingAway.ws, reasonGoingAway.code)
 		return
 	}
+	// The hello is read and the session opened on the handler's goroutine,
+	// whose stack grows through JSON, raft and the store and goes away with
+	// the handler; the reader that stays for the connection's life starts
+	// afresh with a small stack.
+	if !wc.open() {
+		wc.finish()
+		return
+	}
 	go wc.readLoop()
 }
 
@@ -159,15 +167,10 @@ type frame struct {
 	Seq *mailbox.Seq `json:"seq"`
 }
 
-func (wc *wsConn) readLoop() {
-	defer wc.srv.ws.remove(wc)
-	defer func() {
-		if wc.sess != nil {
-			wc.sess.Close()
-		}
-		wc.c.CloseNow()
-	}()
-
+// open reads the hello, opens the session and sends the welcome. It
+// reports whether the session is open; if not, the connection was closed
+// with the reason.
+func (wc *wsConn) open() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), wsHelloTimeout)
 	f, err := wc.read(ctx)
 	cancel()
@@ -175,11 +178,11 @@ func (wc *wsConn) readLoop() {
 		if errors.Is(err, context.DeadlineExceeded) {
 			wc.close(reasonProtocol)
 		}
-		return
+		return false
 	}
 	if f.Type != "hello" {
 		wc.close(reasonProtocol)
-		return
+		return false
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), wsOpenTimeout)
 	sess, wel, err := wc.srv.openSession(ctx, f.hello, wc.wake)
@@ -189,7 +192,7 @@ func (wc *wsConn) readLoop() {
 			wc.srv.log.Error("transport: open WebSocket session", slog.Any("err", err))
 		}
 		wc.close(reasonOf(err))
-		return
+		return false
 	}
 	wc.sess = sess
 	b := append([]byte(`{"type":"welcome","session":`), appendString(nil, wel.session)...)
@@ -199,11 +202,26 @@ func (wc *wsConn) readLoop() {
 	b = strconv.AppendInt(b, int64(wc.srv.cfg.PingInterval/time.Second), 10)
 	b = append(b, '}')
 	if !wc.write(b) {
-		return
+		return false
 	}
 	wc.ready.Store(true)
 	wc.kick()
+	return true
+}
 
+// finish releases the connection: the session, the socket, the registry.
+func (wc *wsConn) finish() {
+	if wc.sess != nil {
+		wc.sess.Close()
+	}
+	wc.c.CloseNow()
+	wc.srv.ws.remove(wc)
+}
+
+// readLoop reads the device's frames for the life of the session.
+func (wc *wsConn) readLoop() {
+	defer wc.finish()
+	sess := wc.sess
 	for {
 		f, err := wc.read(context.Background())
 		if err != nil {

@@ -113,9 +113,9 @@ func pageLog(ctx context.Context) string {
 // its tickets with the user secret. The page records what it handles in
 // window.__got as "seq:data", and its state in window.__state and
 // window.__transport.
-func startTestClient(t *testing.T, ctx context.Context, hubURL, secret, device string) {
+func startTestClient(t *testing.T, ctx context.Context, hubURL, secret, device string, transports ...string) {
 	t.Helper()
-	cfg, _ := json.Marshal(map[string]string{"secret": secret, "device": device})
+	cfg, _ := json.Marshal(map[string]any{"secret": secret, "device": device, "transports": transports})
 	browse(t, ctx, chromedp.Navigate(hubURL+"/"))
 	evalJS[bool](t, ctx, fmt.Sprintf(testClientJS, cfg))
 }
@@ -129,6 +129,7 @@ const testClientJS = `(() => {
     url: location.origin,
     device: cfg.device,
     storageKey: 'test',
+    transports: cfg.transports || undefined,
     ticket: async () => {
       const r = await fetch('/v1/tickets', {method: 'POST', headers: {Authorization: 'Bearer ' + cfg.secret}});
       if (r.status !== 201) throw new Error('ticket: ' + r.status);
@@ -269,6 +270,25 @@ func TestBrowserWebSocket(t *testing.T) {
 	if s := evalJS[string](t, ctx, "localStorage.getItem('test:seq:browser:ws')"); s != "5" {
 		t.Fatalf("stored seq %q, want 5", s)
 	}
+}
+
+// TestBrowserSSE: hub.js over Server-Sent Events when asked for it: the
+// backlog, then live messages, acked through POST /v1/ack.
+func TestBrowserSSE(t *testing.T) {
+	p := startHubd(t, t.TempDir())
+	needRoute(t, p, "GET", "/v1/sse")
+	secret, token := browserMailbox(t, p)
+	ctx := newBrowser(t)
+
+	publishN(t, p, token, 1, 3)
+	startTestClient(t, ctx, p.url, secret, "browser:sse", "sse")
+	checkGot(t, ctx, 3)
+	if tr := evalJS[string](t, ctx, "window.__transport"); tr != "sse" {
+		t.Fatalf("transport %q, want sse\n%s", tr, pageLog(ctx))
+	}
+	publishN(t, p, token, 4, 6)
+	checkGot(t, ctx, 6)
+	waitCursor(t, p, secret, "browser:sse", 6)
 }
 
 // blockedWebSocket stands in for a WebSocket that a proxy or firewall

@@ -53,7 +53,9 @@
 
   function Hub(options) {
     if (!(this instanceof Hub)) throw new TypeError('use new Hub(options)');
-    var o = Object.assign({}, DEFAULTS, options || {});
+    var o = Object.assign({}, DEFAULTS);
+    // An option given as undefined or null keeps its default.
+    Object.keys(options || {}).forEach(function (k) { if (options[k] != null) o[k] = options[k]; });
     if (typeof o.ticket !== 'function') throw new TypeError('Hub: options.ticket must be a function returning a ticket');
     o.transports = (o.transports || []).filter(function (t) { return TRANSPORTS.indexOf(t) >= 0; });
     if (!o.transports.length) throw new TypeError('Hub: options.transports names no known transport');

@@ -23,7 +23,9 @@ type Config struct {
 	AdminToken       string        // Bearer token for admin calls; "" refuses them all
 	TicketTTL        time.Duration // lifetime of a connect ticket; default 60s
 	MaxBatch         int           // items in one POST /v1/push batch; default 1000
-	PingInterval     time.Duration // how often WebSockets are pinged; default 25s
+	PingInterval     time.Duration // how often WebSockets are pinged and SSE streams get a comment; default 25s
+	PollWaitMax      time.Duration // longest wait of a long-poll request; default 60s (whole seconds)
+	PollInactivity   time.Duration // a long-poll session with no request for this long ends; default 60s
 	Logger           *slog.Logger  // nil discards
 }
 
@@ -35,6 +37,8 @@ const (
 	DefaultTicketTTL    = 60 * time.Second
 	DefaultMaxBatch     = 1000
 	DefaultPingInterval = 25 * time.Second
+	DefaultPollWaitMax  = 60 * time.Second
+	DefaultPollInactive = 60 * time.Second
 )
 
 // Cluster is what the transport needs from the replicated log; *cluster.Node
@@ -66,6 +70,7 @@ type Server struct {
 	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
 
 	ws        wsConns
+	sids      sidRegistry        // long-poll and SSE sessions
 	stopBG    context.CancelFunc // stops the background goroutines
 	bg        sync.WaitGroup
 	closeOnce sync.Once
@@ -91,6 +96,12 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PollWaitMax <= 0 {
+		cfg.PollWaitMax = DefaultPollWaitMax
+	}
+	if cfg.PollInactivity <= 0 {
+		cfg.PollInactivity = DefaultPollInactive
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -124,13 +135,15 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	return s
 }
 
-// Close closes every WebSocket with going_away, stops the server's
-// background goroutines and waits for the connections' goroutines, until ctx
-// ends. Plain HTTP requests are http.Server's to drain; long-poll and SSE
-// requests end when the hub closes their sessions.
+// Close closes every WebSocket with going_away, ends every long-poll and
+// SSE session (a held poll answers 410 going_away, a stream sends its error
+// event; their inactivity timers stop), stops the server's background
+// goroutines and waits for the connections' goroutines, until ctx ends.
+// Plain HTTP requests are http.Server's to drain.
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.ws.closeAll()
+		s.sids.closeAll()
 		s.stopBG()
 	})
 	done := make(chan struct{})
@@ -151,8 +164,9 @@ func (s *Server) Close(ctx context.Context) error {
 const batchItemEnvelope = 512
 
 // Handler returns the HTTP handler of the API. Unknown paths and methods get
-// JSON error bodies like everything else.
-func (s *Server) Handler() http.Handler { return s.mux }
+// JSON error bodies like everything else. The /v1/ paths answer pages of any
+// origin (see cors).
+func (s *Server) Handler() http.Handler { return cors(s.mux) }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
@@ -169,6 +183,9 @@ func (s *Server) routes() {
 
 	// Devices.
 	m.HandleFunc("GET /v1/ws", s.handleWS)
+	m.HandleFunc("POST /v1/poll", s.handlePoll)
+	m.HandleFunc("GET /v1/sse", s.handleSSE)
+	m.HandleFunc("POST /v1/ack", s.handleAck)
 
 	// The browser client and the demo page (web.go).
 	m.HandleFunc("GET /v1/hub.js", s.handleHubJS)

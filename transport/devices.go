@@ -144,7 +144,6 @@ var (
 	reasonPingTimeout   = endReason{"ping_timeout", 4410, "nothing heard from the device"}
 	reasonUnavailable   = endReason{"unavailable", 4503, "the node cannot serve this now; retry"}
 	reasonGoingAway     = endReason{"going_away", websocket.StatusGoingAway, "the node is shutting down"}
-	reasonTooLarge      = endReason{"frame_too_large", websocket.StatusMessageTooBig, "frame over the limit"}
 	reasonInternal      = endReason{"internal", websocket.StatusInternalError, "internal error"}
 )
 

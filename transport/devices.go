@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -40,12 +42,31 @@ type welcome struct {
 	lastSeq mailbox.Seq // the newest seq of the stream when it opened
 }
 
+// openTimeout bounds opening a session: redeeming the ticket and touching
+// the device, two raft round trips.
+const openTimeout = 10 * time.Second
+
 // openSession redeems the hello's ticket, records the device (moving its
 // cursor to the hello's ack if that is ahead), and attaches a hub session
 // that starts after the ack, or after the stored cursor when the hello has
 // none. A refusal is errProtocol (malformed hello), mailbox.ErrTicketInvalid,
-// or a cluster error.
+// or a cluster error; a hub that is shutting down is cluster.ErrClosed, to
+// retry (on another node), not the going_away that ends an open session.
+// Failures outside those are logged here.
 func (s *Server) openSession(ctx context.Context, h hello, wake func()) (*hub.Session, welcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	sess, wel, err := s.attach(ctx, h, wake)
+	if errors.Is(err, hub.ErrClosed) {
+		err = cluster.ErrClosed
+	}
+	if err != nil && reasonOf(err) == reasonInternal {
+		s.log.Error("transport: open device session", slog.Any("err", err))
+	}
+	return sess, wel, err
+}
+
+func (s *Server) attach(ctx context.Context, h hello, wake func()) (*hub.Session, welcome, error) {
 	if !mailbox.ValidDeviceID(h.Device) {
 		return nil, welcome{}, withDetail(errProtocol, "device must be 1 to 64 characters of A-Z a-z 0-9 - _ . :")
 	}
@@ -93,8 +114,19 @@ func (s *Server) openSession(ctx context.Context, h hello, wake func()) (*hub.Se
 	}, nil
 }
 
-// appendWelcomeFields appends the welcome's fields without braces; each
-// transport frames them its own way.
+// appendWelcome appends the welcome's fields of a WebSocket or an event
+// stream, without braces: the sid, the welcome's fields and the ping interval.
+func (s *Server) appendWelcome(b []byte, w welcome) []byte {
+	b = append(b, `"session":`...)
+	b = appendString(b, w.session)
+	b = append(b, ',')
+	b = appendWelcomeFields(b, w)
+	b = append(b, `,"ping_interval":`...)
+	return strconv.AppendInt(b, int64(s.cfg.PingInterval/time.Second), 10)
+}
+
+// appendWelcomeFields appends the fields every transport's welcome has,
+// without braces.
 func appendWelcomeFields(b []byte, w welcome) []byte {
 	b = append(b, `"device":`...)
 	b = appendString(b, w.device)
@@ -126,6 +158,20 @@ func appendMsg(b []byte, m *mailbox.Message) []byte {
 	b = append(b, `,"data":`...)
 	b = appendString(b, m.Data)
 	return append(b, '}')
+}
+
+// wakeSignal is a session's wake callback for a transport that waits on a
+// channel (a held long-poll, an event stream): a wake never blocks, and wakes
+// that come while nobody waits fold into one.
+type wakeSignal chan struct{}
+
+func newWakeSignal() wakeSignal { return make(wakeSignal, 1) }
+
+func (w wakeSignal) wake() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
 }
 
 // endReason is how a session's end reads on the wire.

@@ -2,9 +2,7 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -29,9 +27,8 @@ const (
 	pollBodyLimit   = 8 << 10 // largest request body
 	pollTakeBatch   = 100     // messages in one answer
 	pollDefaultWait = 30 * time.Second
-	pollOpenTimeout = 10 * time.Second // redeeming the ticket and touching the device
-	maxFirstRid     = 1 << 52          // the first rid is 1 to 2^52
-	maxRid          = 1<<53 - 1        // rids stay exact in a JavaScript number
+	maxFirstRid     = 1 << 52   // the first rid is 1 to 2^52
+	maxRid          = 1<<53 - 1 // rids stay exact in a JavaScript number
 )
 
 // pollRequest is every request of POST /v1/poll: the first carries hello
@@ -105,18 +102,13 @@ func (s *Server) openPoll(w http.ResponseWriter, r *http.Request, req *pollReque
 	rid := *req.Rid
 	ps := &pollSession{
 		srv:     s,
-		wakeCh:  make(chan struct{}, 1),
+		woken:   newWakeSignal(),
 		changed: make(chan struct{}),
 		lastRid: rid,
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), pollOpenTimeout)
-	sess, wel, err := s.openSession(ctx, *req.Hello, ps.wake)
-	cancel()
+	sess, wel, err := s.openSession(r.Context(), *req.Hello, ps.woken.wake)
 	if err != nil {
-		if reasonOf(err) == reasonInternal {
-			s.log.Error("transport: open long-poll session", slog.Any("err", err))
-		}
-		s.writeError(w, r, openRefusal(err))
+		s.writeError(w, r, err)
 		return
 	}
 	ps.sid, ps.sess = wel.session, sess
@@ -176,11 +168,11 @@ func writePollAnswer(w http.ResponseWriter, b []byte) {
 
 // pollSession is one long-poll session.
 type pollSession struct {
-	srv    *Server
-	sid    string
-	sess   *hub.Session
-	wakeCh chan struct{} // cap 1: the session may have something to take
-	idle   *time.Timer   // ends the session when idleAt passes
+	srv   *Server
+	sid   string
+	sess  *hub.Session
+	woken wakeSignal  // the session may have something to take
+	idle  *time.Timer // ends the session when idleAt passes
 
 	mu      sync.Mutex
 	lastRid uint64        // the newest rid taken (answered, held, or abandoned unanswered)
@@ -203,14 +195,6 @@ type pollHold struct {
 	preempt chan struct{}      // closed when a newer request (or a retry of this rid) takes over
 	done    chan struct{}      // closed once it takes no more from the session
 	carry   []*mailbox.Message // taken by the request this one took over from, for this rid
-}
-
-// wake is the hub session's callback: it never blocks.
-func (ps *pollSession) wake() {
-	select {
-	case ps.wakeCh <- struct{}{}:
-	default:
-	}
 }
 
 // answer returns the recorded answer to rid, or nil.
@@ -420,7 +404,7 @@ waiting:
 			break
 		}
 		select {
-		case <-ps.wakeCh:
+		case <-ps.woken:
 		case <-ps.sess.Done():
 		case <-me.preempt:
 			break waiting

@@ -1,11 +1,9 @@
 package transport
 
 import (
-	"errors"
 	"net/http"
 	"sync"
 
-	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 )
@@ -80,16 +78,6 @@ func (r *sidRegistry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.m)
-}
-
-// openRefusal is how a refusal to open a long-poll or SSE session reads: a
-// hub that is shutting down is a 503 to retry (on another node), not the
-// 410 going_away that ends an open session.
-func openRefusal(err error) error {
-	if errors.Is(err, hub.ErrClosed) {
-		return cluster.ErrClosed
-	}
-	return err
 }
 
 type ackRequest struct {

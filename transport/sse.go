@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 // Events", is the contract.
 
 const (
-	sseOpenTimeout  = 10 * time.Second // redeeming the ticket and touching the device
 	sseWriteTimeout = 10 * time.Second // one batch to a device; past it the device is gone or too slow
 	sseTakeBatch    = 64               // messages taken from the session at a time
 )
@@ -43,21 +41,10 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		h.Ack = &seq
 	}
 
-	wakeCh := make(chan struct{}, 1)
-	wake := func() {
-		select {
-		case wakeCh <- struct{}{}:
-		default:
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), sseOpenTimeout)
-	sess, wel, err := s.openSession(ctx, h, wake)
-	cancel()
+	woken := newWakeSignal()
+	sess, wel, err := s.openSession(r.Context(), h, woken.wake)
 	if err != nil {
-		if reasonOf(err) == reasonInternal {
-			s.log.Error("transport: open SSE session", slog.Any("err", err))
-		}
-		s.writeError(w, r, openRefusal(err))
+		s.writeError(w, r, err)
 		return
 	}
 	defer sess.Close()
@@ -87,12 +74,8 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	b := make([]byte, 0, 512)
-	b = append(b, "event: welcome\ndata: {\"session\":"...)
-	b = appendString(b, wel.session)
-	b = append(b, ',')
-	b = appendWelcomeFields(b, wel)
-	b = append(b, `,"ping_interval":`...)
-	b = strconv.AppendInt(b, int64(s.cfg.PingInterval/time.Second), 10)
+	b = append(b, "event: welcome\ndata: {"...)
+	b = s.appendWelcome(b, wel)
 	b = append(b, "}\n\n"...)
 	if !send(b) {
 		return
@@ -130,7 +113,7 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		select {
-		case <-wakeCh:
+		case <-woken:
 		case <-sess.Done():
 		case <-ping.C:
 			if !send([]byte(": ping\n\n")) {

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +20,6 @@ import (
 const (
 	wsReadLimit    = 8 << 10          // largest client frame
 	wsHelloTimeout = 10 * time.Second // the hello must come within this
-	wsOpenTimeout  = 10 * time.Second // redeeming the ticket and touching the device
 	wsWriteTimeout = 10 * time.Second // one frame to a device; past it the device is too slow
 	wsTakeBatch    = 64               // messages taken from the session at a time
 	// wsBufSize is the size of each of a connection's read and write
@@ -184,22 +181,13 @@ func (wc *wsConn) open() bool {
 		wc.close(reasonProtocol)
 		return false
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), wsOpenTimeout)
-	sess, wel, err := wc.srv.openSession(ctx, f.hello, wc.wake)
-	cancel()
+	sess, wel, err := wc.srv.openSession(context.Background(), f.hello, wc.wake)
 	if err != nil {
-		if r := reasonOf(err); r == reasonInternal {
-			wc.srv.log.Error("transport: open WebSocket session", slog.Any("err", err))
-		}
 		wc.close(reasonOf(err))
 		return false
 	}
 	wc.sess = sess
-	b := append([]byte(`{"type":"welcome","session":`), appendString(nil, wel.session)...)
-	b = append(b, ',')
-	b = appendWelcomeFields(b, wel)
-	b = append(b, `,"ping_interval":`...)
-	b = strconv.AppendInt(b, int64(wc.srv.cfg.PingInterval/time.Second), 10)
+	b := wc.srv.appendWelcome([]byte(`{"type":"welcome",`), wel)
 	b = append(b, '}')
 	if !wc.write(b) {
 		return false

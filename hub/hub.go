@@ -44,7 +44,6 @@ type Hub struct {
 	users  map[string]map[*Session]struct{}
 	closed bool
 
-	nextID    atomic.Uint64
 	sessions  atomic.Int64  // open sessions
 	delivered atomic.Uint64 // messages queued to sessions by live pushes
 	tooSlow   atomic.Uint64 // sessions ended by ErrTooSlow
@@ -81,7 +80,6 @@ func (h *Hub) Start(p Proposer) { h.acks.start(p) }
 func (h *Hub) Attach(user, device string, from mailbox.Seq, wake func()) (*Session, error) {
 	s := &Session{
 		hub:    h,
-		id:     h.nextID.Add(1),
 		user:   user,
 		device: device,
 		wake:   wake,

@@ -192,15 +192,19 @@ func TestAcksReachTheStoreInBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(devs) == 1 && devs[0].Cursor == 5 {
+		// The acker counts a batch once its proposal returns, which may be
+		// just after the store shows it.
+		st := r.hub.Stats()
+		if len(devs) == 1 && devs[0].Cursor == 5 && st.Acks > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("devices: %+v", devs)
+			t.Fatalf("devices: %+v, stats %+v", devs, st)
 		}
 		time.Sleep(5 * time.Millisecond) // polling the store
 	}
-	if st := r.hub.Stats(); st.Acks == 0 || st.Acks > 5 || st.AckBatches > st.Acks {
+	// Five acks of one device: at most five items, however they were batched.
+	if st := r.hub.Stats(); st.Acks > 5 || st.AckBatches > st.Acks {
 		t.Fatalf("stats: %+v", st)
 	}
 }

@@ -34,7 +34,6 @@ var (
 // Take must not be called from two goroutines at once.
 type Session struct {
 	hub    *Hub
-	id     uint64
 	user   string
 	device string
 	wake   func()
@@ -49,15 +48,6 @@ type Session struct {
 	done   chan struct{}
 }
 
-// User returns the session's user id.
-func (s *Session) User() string { return s.user }
-
-// Device returns the session's device id.
-func (s *Session) Device() string { return s.device }
-
-// ID returns the session's number, unique on this node.
-func (s *Session) ID() uint64 { return s.id }
-
 // Done is closed when the session ends; Err then says why.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
@@ -66,13 +56,6 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
-}
-
-// Sent returns the highest seq handed out by Take.
-func (s *Session) Sent() mailbox.Seq {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent
 }
 
 // Take returns up to max messages to send next, in seq order, and marks them

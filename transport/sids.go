@@ -73,13 +73,6 @@ func (r *sidRegistry) closeAll() {
 	}
 }
 
-// Len returns the number of open long-poll and SSE sessions.
-func (r *sidRegistry) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.m)
-}
-
 type ackRequest struct {
 	Sid string       `json:"sid"`
 	Ack *mailbox.Seq `json:"ack"`

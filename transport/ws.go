@@ -328,13 +328,6 @@ func (r *wsConns) snapshot() []*wsConn {
 	return out
 }
 
-// Len returns the number of open WebSockets.
-func (r *wsConns) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.conns)
-}
-
 // pingLoop asks every WebSocket for a sign of life each interval, and closes
 // those from which nothing was heard for two intervals.
 func (s *Server) pingLoop(ctx context.Context) {

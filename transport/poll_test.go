@@ -113,22 +113,6 @@ func (h *testHub) cursor(t *testing.T, secret, device string) uint64 {
 	return 0
 }
 
-// waitDevicesCursor waits until GET /v1/devices shows the device's cursor at
-// want (acks are batched).
-func (h *testHub) waitDevicesCursor(t *testing.T, secret, device string, want uint64) {
-	t.Helper()
-	deadline := time.Now().Add(clustertest.Timeout)
-	for {
-		got := h.cursor(t, secret, device)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cursor of %s is %d, want %d", device, got, want)
-		}
-	}
-}
-
 // pollJSON is the JSON header of a poll request.
 var pollJSON = hdr("Content-Type", "application/json")
 
@@ -408,7 +392,7 @@ func TestPollRetransmission(t *testing.T) {
 	if got := d.next(t, 3, 0); !eq(datas(got), []string{"four"}) {
 		t.Fatalf("after retransmission: %+v", got)
 	}
-	h.waitDevicesCursor(t, a.secret, "laptop", 3)
+	h.waitCursor(t, a.userID, "laptop", 3)
 	// The window is the last two rids.
 	if r := d.raw(t, 1002, -1, 0); r.status != http.StatusOK {
 		t.Fatalf("repeat of the last but one: %d %s", r.status, r.body)
@@ -518,12 +502,12 @@ func TestPollAckRefused(t *testing.T) {
 	if got := d.next(t, 2, 0); !eq(datas(got), []string{"three"}) { // rid 1001 again
 		t.Fatalf("after the refusal: %+v", got)
 	}
-	h.waitDevicesCursor(t, a.secret, "laptop", 2)
+	h.waitCursor(t, a.userID, "laptop", 2)
 	d.expectError(t, 1002, 1, 0, http.StatusBadRequest, "ack_backwards")
 	if got := d.next(t, 3, 0); len(got) != 0 {
 		t.Fatalf("rid 1002: %+v", got)
 	}
-	h.waitDevicesCursor(t, a.secret, "laptop", 3)
+	h.waitCursor(t, a.userID, "laptop", 3)
 }
 
 func TestPollBadInput(t *testing.T) {
@@ -602,7 +586,7 @@ func TestAckBadInput(t *testing.T) {
 		t.Fatalf("cursor %d after refused acks", c)
 	}
 	h.expect(t, http.StatusNoContent, "POST", "/v1/ack", pollJSON, `{"sid":"`+d.sid+`","ack":1}`)
-	h.waitDevicesCursor(t, a.secret, "laptop", 1)
+	h.waitCursor(t, a.userID, "laptop", 1)
 	r := h.expect(t, http.StatusBadRequest, "POST", "/v1/ack", pollJSON, `{"sid":"`+d.sid+`","ack":0}`)
 	if code := errorCode(t, r); code != "ack_backwards" {
 		t.Fatalf("backwards ack: %s", code)
@@ -706,7 +690,7 @@ func TestPollTerminate(t *testing.T) {
 		t.Fatalf("terminate: %s", r.body)
 	}
 	d.expectError(t, 1002, -1, 0, http.StatusNotFound, "session_unknown")
-	h.waitDevicesCursor(t, a.secret, "laptop", 1)
+	h.waitCursor(t, a.userID, "laptop", 1)
 	if s := h.hub.Stats().Sessions; s != 0 {
 		t.Errorf("hub still has %d sessions", s)
 	}

@@ -251,7 +251,7 @@ func TestSSE(t *testing.T) {
 	if r := ack(3); r.status != http.StatusNoContent {
 		t.Fatalf("ack 3: %d %s", r.status, r.body)
 	}
-	h.waitDevicesCursor(t, a.secret, "tv", 3)
+	h.waitCursor(t, a.userID, "tv", 3)
 	if r := ack(2); r.status != http.StatusBadRequest || errorCode(t, r) != "ack_backwards" {
 		t.Fatalf("ack 2: %d %s", r.status, r.body)
 	}

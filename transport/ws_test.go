@@ -16,22 +16,15 @@ import (
 	"github.com/notifyhub/hub/mailbox"
 )
 
-// wsFrame is any frame the hub sends a device.
+// wsFrame is any frame the hub sends a device: a msg (msgJSON's fields), a
+// welcome, an error, a ping or a pong.
 type wsFrame struct {
-	Type         string      `json:"type"`
+	msgJSON
 	Session      string      `json:"session"`
 	Device       string      `json:"device"`
 	From         mailbox.Seq `json:"from"`
 	LastSeq      mailbox.Seq `json:"last_seq"`
 	PingInterval int         `json:"ping_interval"`
-	Seq          mailbox.Seq `json:"seq"`
-	ID           string      `json:"id"`
-	Mailbox      string      `json:"mailbox"`
-	Topic        string      `json:"topic"`
-	Urgency      string      `json:"urgency"`
-	TS           string      `json:"ts"`
-	ExpiresAt    string      `json:"expires_at"`
-	Data         string      `json:"data"`
 	Code         string      `json:"code"`
 	Message      string      `json:"message"`
 }
@@ -125,7 +118,7 @@ func recvMsgs(t *testing.T, c *websocket.Conn, after mailbox.Seq, n int) []wsFra
 		if f.Type != "msg" {
 			t.Fatalf("frame %d: %+v, want a msg", len(out), f)
 		}
-		if want := after + mailbox.Seq(len(out)) + 1; f.Seq != want {
+		if want := after + mailbox.Seq(len(out)) + 1; mailbox.Seq(f.Seq) != want {
 			t.Fatalf("msg seq %d, want %d (%q)", f.Seq, want, f.Data)
 		}
 		out = append(out, f)

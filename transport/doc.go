@@ -1,6 +1,8 @@
-// Package transport is the hub's HTTP API for publishers and users: user
-// registration, mailboxes and their tokens, publishing (one message or a
-// batch), message status, connect tickets, devices, and the health checks.
+// Package transport is the hub's HTTP API: for publishers and users (user
+// registration, mailboxes and their tokens, publishing one message or a
+// batch, message status, connect tickets, devices, the health checks), and
+// for devices (WebSocket, long-polling and Server-Sent Events over the hub's
+// sessions, acks), plus the browser client hub.js and the demo page.
 // docs/protocol.md describes the wire format it serves; keep the two in step.
 //
 // Every change of state is a command proposed through a Cluster (the raft
@@ -19,5 +21,12 @@
 // by hand, the body is read into a pooled buffer, and the answer is encoded
 // without reflection. The other endpoints use encoding/json.
 //
-// A Server is safe for concurrent use; it keeps no state between requests.
+// The device transports (ws.go, poll.go, sse.go) share devices.go: one way
+// to open a session from a hello, one message encoding, one mapping of why a
+// session ended to the wire. A session has no goroutine of its own: the
+// hub wakes its transport, which takes what there is to send.
+//
+// A Server is safe for concurrent use. Its publisher and user endpoints keep
+// no state between requests; its device sessions live until the device goes
+// or Server.Close.
 package transport

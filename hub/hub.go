@@ -45,6 +45,7 @@ type Hub struct {
 	closed bool
 
 	sessions  atomic.Int64  // open sessions
+	published atomic.Uint64 // messages applied (on every node, whichever took the publish)
 	delivered atomic.Uint64 // messages queued to sessions by live pushes
 	tooSlow   atomic.Uint64 // sessions ended by ErrTooSlow
 }
@@ -124,6 +125,9 @@ func (h *Hub) Applied(events []mailbox.Event) {
 	defer h.mu.RUnlock()
 	for i := range events {
 		e := &events[i]
+		if e.Kind == mailbox.EventPublished {
+			h.published.Add(1)
+		}
 		set := h.users[e.UserID]
 		if len(set) == 0 {
 			continue
@@ -171,6 +175,7 @@ func (h *Hub) Restored() {
 type Stats struct {
 	Sessions   int64  // open sessions
 	Users      int    // users with at least one open session
+	Published  uint64 // messages applied since start
 	Delivered  uint64 // live messages queued to sessions since start
 	TooSlow    uint64 // sessions ended for being too slow since start
 	AckBatches uint64 // ack batches committed since start
@@ -185,6 +190,7 @@ func (h *Hub) Stats() Stats {
 	return Stats{
 		Sessions:   h.sessions.Load(),
 		Users:      users,
+		Published:  h.published.Load(),
 		Delivered:  h.delivered.Load(),
 		TooSlow:    h.tooSlow.Load(),
 		AckBatches: h.acks.batches.Load(),

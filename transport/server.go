@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 )
@@ -69,6 +71,8 @@ type Server struct {
 	batchBodyLimit    int64
 	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
 
+	metrics *prometheus.Registry // GET /metrics
+
 	ws        wsConns
 	sids      sidRegistry        // long-poll and SSE sessions
 	stopBG    context.CancelFunc // stops the background goroutines
@@ -124,6 +128,7 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	s.batchBodyLimit = int64(cfg.MaxBatch) * (2*int64(cfg.PayloadLimit) + batchItemEnvelope)
 	limit := cfg.PayloadLimit + 1
 	s.bufs.New = func() any { b := make([]byte, 0, limit); return &b }
+	s.metrics = s.newMetrics()
 	s.routes()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
@@ -174,6 +179,7 @@ func (s *Server) routes() {
 
 	m.HandleFunc("GET /healthz", s.handleHealthz)
 	m.HandleFunc("GET /readyz", s.handleReadyz)
+	m.Handle("GET /metrics", s.metricsHandler())
 
 	// Publishers.
 	m.HandleFunc("POST /v1/push/{token}", s.handlePush)

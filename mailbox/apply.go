@@ -25,6 +25,9 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	defer a.txn.Discard()
 
 	res, err := a.apply(cmd)
+	if err == nil {
+		err = a.flushReceiptLogs()
+	}
 	if err != nil {
 		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)
 	}
@@ -47,6 +50,7 @@ type applier struct {
 	at     int64
 	policy Policy
 	events []Event
+	logs   map[string]*receiptLog // receipt logs touched, by mailbox id; nil once deleted
 }
 
 func (a *applier) apply(cmd *Command) (Result, error) {
@@ -75,6 +79,8 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 		return a.expire(cmd.Expire)
 	case KindAcks:
 		return a.acks(cmd.Acks)
+	case KindSettleReceipts:
+		return a.settleReceipts(cmd.SettleReceipts)
 	}
 	// DecodeCommand refuses unknown kinds; reaching here is a programming error.
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrBadCommand, cmd.Kind)
@@ -238,6 +244,9 @@ func (a *applier) deleteMailboxKeys(mb Mailbox) error {
 		}
 	}
 	if err := a.txn.Delete(tokenKey(mb.TokenHash)); err != nil {
+		return err
+	}
+	if err := a.forgetReceiptLog(mb.ID); err != nil {
 		return err
 	}
 	return a.txn.Delete(mailboxKey(mb.ID))
@@ -692,8 +701,9 @@ func (a *applier) dropMessage(m Message, state State, replacedBy string) error {
 }
 
 // finish decides a pending message's fate: its status record, until now a
-// pointer into the stream, becomes the final status. A status that is
-// already final, or gone, stays as it is: a message has one fate.
+// pointer into the stream, becomes the final status, and its receipt is
+// recorded (receipt.go). A status that is already final, or gone, stays as
+// it is: a message has one fate, and one receipt.
 func (a *applier) finish(m *Message, state State, device, replacedBy string) error {
 	item, err := a.txn.Get(statusKey(m.ID))
 	if ok, err := found(err); err != nil || !ok {
@@ -705,10 +715,14 @@ func (a *applier) finish(m *Message, state State, device, replacedBy string) err
 	}
 	st := statusOf(m)
 	st.State, st.FinalAt, st.DeliveredTo, st.ReplacedBy = state, a.at, device, replacedBy
+	r, mb, err := a.recordReceipt(&st)
+	if err != nil {
+		return err
+	}
 	if err := setJSON(a.txn, statusKey(m.ID), st); err != nil {
 		return err
 	}
-	a.emit(Event{Kind: EventFinal, UserID: st.UserID, Seq: st.Seq, Status: &st})
+	a.emit(Event{Kind: EventFinal, UserID: st.UserID, Seq: st.Seq, Status: &st, Receipt: r, Mailbox: mb})
 	return a.collectAt(a.at+int64(a.policy.StatusRetention), statusKey(m.ID))
 }
 

@@ -12,18 +12,19 @@ type Kind byte
 // The kinds of command. The numbers are written into the raft log: never
 // reuse or renumber one.
 const (
-	KindCreateUser    Kind = 1
-	KindDeleteUser    Kind = 2
-	KindCreateMailbox Kind = 3
-	KindRevokeMailbox Kind = 4
-	KindPublish       Kind = 5
-	KindAck           Kind = 6
-	KindTouchDevice   Kind = 7
-	KindDeleteDevice  Kind = 8
-	KindIssueTicket   Kind = 9
-	KindRedeemTicket  Kind = 10
-	KindExpire        Kind = 11
-	KindAcks          Kind = 12
+	KindCreateUser     Kind = 1
+	KindDeleteUser     Kind = 2
+	KindCreateMailbox  Kind = 3
+	KindRevokeMailbox  Kind = 4
+	KindPublish        Kind = 5
+	KindAck            Kind = 6
+	KindTouchDevice    Kind = 7
+	KindDeleteDevice   Kind = 8
+	KindIssueTicket    Kind = 9
+	KindRedeemTicket   Kind = 10
+	KindExpire         Kind = 11
+	KindAcks           Kind = 12
+	KindSettleReceipts Kind = 13
 )
 
 func (k Kind) String() string {
@@ -52,6 +53,8 @@ func (k Kind) String() string {
 		return "expire"
 	case KindAcks:
 		return "acks"
+	case KindSettleReceipts:
+		return "settle-receipts"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -75,6 +78,8 @@ type Command struct {
 	RedeemTicket  *RedeemTicket  `json:"redeem_ticket,omitempty"`
 	Expire        *Expire        `json:"expire,omitempty"`
 	Acks          *Acks          `json:"acks,omitempty"`
+
+	SettleReceipts *SettleReceipts `json:"settle_receipts,omitempty"`
 }
 
 // CreateUser registers a user. The secret itself never enters the log.
@@ -256,6 +261,8 @@ func (c *Command) hasBody() bool {
 		return c.Expire != nil
 	case KindAcks:
 		return c.Acks != nil
+	case KindSettleReceipts:
+		return c.SettleReceipts != nil
 	}
 	return false
 }
@@ -294,7 +301,7 @@ const (
 	EventMailboxRevoked                      // Mailbox's token no longer publishes
 	EventUserDeleted                         // User is gone; its sessions must end
 	EventDeviceDeleted                       // Device is gone; its sessions must end
-	EventFinal                               // Status reached its final state
+	EventFinal                               // Status reached its final state; Receipt records it, for Mailbox
 )
 
 // Event tells the layers above what an applied command changed, so that the
@@ -307,4 +314,5 @@ type Event struct {
 	Message *Message
 	Mailbox *Mailbox
 	Status  *MessageStatus
+	Receipt *Receipt
 }

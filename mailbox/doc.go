@@ -1,6 +1,7 @@
 // Package mailbox is the hub's state machine: users, devices, mailbox tokens,
-// per-user message streams, per-device cursors, TTL, topic replacement and
-// idempotency keys, stored in badger.
+// per-user message streams, per-device cursors, TTL, topic replacement,
+// idempotency keys, and the receipts that tell apps each message's fate,
+// stored in badger.
 //
 // It applies commands and nothing else: it has no clock, no network and no
 // raft. Time comes inside each Command (stamped by the proposing leader), so
@@ -45,5 +46,11 @@
 //	d/{user}/{device}                  Device (JSON)
 //	T/{sha256(ticket)}                 Ticket (JSON)
 //	g/{deadline:8 BE}/{key}            index: plain keys to delete once the deadline passes
-//	                                   (idempotency keys, finished message statuses, tickets)
+//	                                   (idempotency keys, finished message statuses, receipts,
+//	                                   tickets)
+//	R/{mailbox}                        seq of the mailbox's newest receipt (8 bytes BE)
+//	r/{mailbox}/{seq:8 BE}             Receipt (JSON): the mailbox's receipt log, kept
+//	                                   StatusRetention
+//	o/{mailbox}/{seq:8 BE}             OutboxEntry (JSON): a receipt its webhook has not yet
+//	                                   taken, with the URL and secret to send it with
 package mailbox

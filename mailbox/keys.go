@@ -17,6 +17,10 @@ const (
 	tagDevice   = 'd'
 	tagTicket   = 'T'
 	tagGarbage  = 'g'
+
+	tagReceiptSeq = 'R'
+	tagReceipt    = 'r'
+	tagOutbox     = 'o'
 )
 
 // key joins a tag and parts with '/'. Parts are strings or []byte.

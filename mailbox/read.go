@@ -127,7 +127,17 @@ func readStatus(txn *badger.Txn, id string) (st MessageStatus, ok bool, err erro
 		}
 		return statusOf(&m), true, nil
 	}
-	return st, true, unmarshal(v, &st)
+	if err := unmarshal(v, &st); err != nil {
+		return st, false, err
+	}
+	if st.Webhook == WebhookPending {
+		if _, err := txn.Get(outboxKey(st.MailboxID, st.Receipt)); errors.Is(err, badger.ErrKeyNotFound) {
+			st.Webhook = WebhookSent
+		} else if err != nil {
+			return st, false, err
+		}
+	}
+	return st, true, nil
 }
 
 // Messages returns up to limit (0: all) unexpired messages of the user's

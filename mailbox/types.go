@@ -94,6 +94,23 @@ type MessageStatus struct {
 	FinalAt     int64  `json:"final_at,omitempty"`     // when the state became final
 	DeliveredTo string `json:"delivered_to,omitempty"` // the device whose ack delivered it
 	ReplacedBy  string `json:"replaced_by,omitempty"`  // the message that replaced it
+
+	// Receipt is the seq of the message's receipt in its mailbox's receipt
+	// log (receipt.go), set once final.
+	Receipt uint64 `json:"receipt,omitempty"`
+	// Webhook is where the receipt's webhook stands; empty when the mailbox
+	// has no receipt URL. Reads turn a pending receipt that has left the
+	// outbox into WebhookSent.
+	Webhook         WebhookState `json:"webhook,omitempty"`
+	WebhookFailedAt int64        `json:"webhook_failed_at,omitempty"`
+}
+
+// ReceiptID is the id of the message's receipt, "" while it is pending.
+func (st MessageStatus) ReceiptID() string {
+	if st.Receipt == 0 {
+		return ""
+	}
+	return Receipt{MailboxID: st.MailboxID, Seq: st.Receipt}.ID()
 }
 
 // Device is one client of a user, with its cursor.

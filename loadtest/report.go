@@ -120,11 +120,11 @@ func svgChart(title, unit string, lines []line) template.HTML {
 			ymax = max(ymax, y)
 		}
 	}
-	if n < 2 || ymax == 0 {
+	if n == 0 || ymax == 0 {
 		return template.HTML(fmt.Sprintf(`<p class="empty">%s: no data</p>`, template.HTMLEscapeString(title)))
 	}
 	ymax = niceCeil(ymax)
-	x := func(i int) float64 { return left + float64(i)*(w-left-right)/float64(n-1) }
+	x := func(i int) float64 { return left + float64(i)*(w-left-right)/float64(max(n-1, 1)) }
 	y := func(v float64) float64 { return top + (h-top-bottom)*(1-v/ymax) }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img" aria-label="%s">`, w, h, w, h, template.HTMLEscapeString(title))
@@ -174,7 +174,7 @@ func short(v float64) string {
 	return fmt.Sprintf("%g", v)
 }
 
-var reportPage = template.Must(template.New("report").Parse(`<!doctype html>
+var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{"fmtValue": fmtValue}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hubload {{.R.Scenario}}</title>
 <style>
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:820px;color:#111;padding:0 1rem}
@@ -194,7 +194,7 @@ svg{display:block;margin:1.2rem 0} .grid{stroke:#e5e7eb} .axis{font-size:11px;fi
 <tr><td>publish (to the 201)</td>{{with .R.Publish}}<td>{{.Count}}</td><td>{{.P50}}</td><td>{{.P90}}</td><td>{{.P99}}</td><td>{{.P999}}</td><td>{{.Max}}</td>{{end}}</tr>
 <tr><td>publish to deliver</td>{{with .R.Deliver}}<td>{{.Count}}</td><td>{{.P50}}</td><td>{{.P90}}</td><td>{{.P99}}</td><td>{{.P999}}</td><td>{{.Max}}</td>{{end}}</tr>
 </table>{{end}}
-{{if .R.Figures}}<table><tr><th>figure</th><th></th></tr>{{range .R.Figures}}<tr><td>{{.Name}}</td><td>{{printf "%.2f" .Value}} {{.Unit}}</td></tr>{{end}}</table>{{end}}
+{{if .R.Figures}}<table><tr><th>figure</th><th></th></tr>{{range .R.Figures}}<tr><td>{{.Name}}</td><td>{{fmtValue .}}</td></tr>{{end}}</table>{{end}}
 {{if .R.Series}}{{.Throughput}}{{.Latency}}{{end}}
 {{range .R.Notes}}<p>Note: {{.}}</p>{{end}}
 <p class="when">Latencies count from the moment each publish was due (open loop), so a stalled server is not measured kindly. Publish to deliver: from then to a device's first receipt of the message.</p>

@@ -115,7 +115,13 @@ func pageLog(ctx context.Context) string {
 // window.__transport.
 func startTestClient(t *testing.T, ctx context.Context, hubURL, secret, device string, transports ...string) {
 	t.Helper()
-	cfg, _ := json.Marshal(map[string]any{"secret": secret, "device": device, "transports": transports})
+	startTestClientWith(t, ctx, hubURL, secret, device, nil, transports...)
+}
+
+// startTestClientWith is startTestClient with more of hub.js's options.
+func startTestClientWith(t *testing.T, ctx context.Context, hubURL, secret, device string, options map[string]any, transports ...string) {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{"secret": secret, "device": device, "transports": transports, "options": options})
 	browse(t, ctx, chromedp.Navigate(hubURL+"/"))
 	evalJS[bool](t, ctx, fmt.Sprintf(testClientJS, cfg))
 }
@@ -124,20 +130,22 @@ const testClientJS = `(() => {
   const cfg = %s;
   window.__got = []; window.__log = []; window.__state = ''; window.__transport = ''; window.__welcomes = [];
   window.__holdSeq = 0; // the handler of this seq waits for window.__release()
+  window.__tickets = 0; // tickets the page asked for: one per connection attempt
   const log = (...a) => __log.push(new Date().toISOString().slice(11, 23) + ' ' + a.join(' '));
-  const hub = new Hub({
+  const hub = new Hub(Object.assign({
     url: location.origin,
     device: cfg.device,
     storageKey: 'test',
     transports: cfg.transports || undefined,
     ticket: async () => {
+      __tickets++;
       const r = await fetch('/v1/tickets', {method: 'POST', headers: {Authorization: 'Bearer ' + cfg.secret}});
       if (r.status !== 201) throw new Error('ticket: ' + r.status);
       return (await r.json()).ticket;
     },
-  });
+  }, cfg.options || {}));
   hub.on('state', (s) => {
-    __state = s.state; __transport = s.transport || '';
+    __state = s.state; __transport = s.transport || ''; window.__closedReason = s.reason || '';
     log('state', JSON.stringify(s));
   });
   hub.on('welcome', (w) => { __welcomes.push(w); log('welcome', JSON.stringify(w)); });
@@ -292,21 +300,40 @@ func TestBrowserSSE(t *testing.T) {
 }
 
 // blockedWebSocket stands in for a WebSocket that a proxy or firewall
-// blocks: every socket fails without opening, as the network would make it.
+// blocks: while window.__blockWS is true (from the start) every socket fails
+// without opening, as the network would make it; once the page sets it
+// false, sockets are real again.
 const blockedWebSocket = `(() => {
+  const Real = window.WebSocket;
   window.__wsAttempts = 0;
-  window.WebSocket = function () {
-    window.__wsAttempts++;
+  window.__blockWS = true;
+  function Blocked() {
     this.readyState = 0;
     setTimeout(() => {
       this.readyState = 3;
       if (this.onerror) this.onerror(new Event('error'));
       if (this.onclose) this.onclose({code: 1006, reason: '', wasClean: false});
     }, 0);
+  }
+  Blocked.prototype.send = function () { throw new Error('not open'); };
+  Blocked.prototype.close = function () {};
+  window.WebSocket = function (url, protocols) {
+    window.__wsAttempts++;
+    return window.__blockWS ? new Blocked() : new Real(url, protocols);
   };
-  window.WebSocket.prototype.send = function () { throw new Error('not open'); };
-  window.WebSocket.prototype.close = function () {};
+  window.WebSocket.OPEN = Real.OPEN;
+  window.WebSocket.CLOSED = Real.CLOSED;
 })();`
+
+// blockWebSockets makes every page the browser opens from now on start
+// with blockedWebSocket.
+func blockWebSockets(t *testing.T, ctx context.Context) {
+	t.Helper()
+	browse(t, ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: blockedWebSocket})
+		return err
+	}))
+}
 
 // TestBrowserFallbackToPoll: with WebSockets blocked, hub.js tries twice,
 // falls back to long-polling, and gets the backlog and the live messages.
@@ -315,10 +342,7 @@ func TestBrowserFallbackToPoll(t *testing.T) {
 	needRoute(t, p, "POST", "/v1/poll")
 	secret, token := browserMailbox(t, p)
 	ctx := newBrowser(t)
-	browse(t, ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: blockedWebSocket})
-		return err
-	}))
+	blockWebSockets(t, ctx)
 
 	publishN(t, p, token, 1, 3) // the backlog, in the answer to the hello
 	startTestClient(t, ctx, p.url, secret, "browser:poll")
@@ -439,4 +463,83 @@ func TestBrowserDemoPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// TestBrowserBackToWebSocketAfterFallback: a page that fell back to
+// long-polling tries the WebSocket again at its next reconnect once
+// retryFirstAfter has passed (0 here), and uses it when it gets through,
+// without losing or repeating a message on the way.
+func TestBrowserBackToWebSocketAfterFallback(t *testing.T) {
+	data := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := startHubd(t, data, "--listen", addr)
+	secret, token := browserMailbox(t, p)
+	ctx := newBrowser(t)
+	blockWebSockets(t, ctx)
+
+	publishN(t, p, token, 1, 2)
+	startTestClientWith(t, ctx, p.url, secret, "browser:back", map[string]any{"retryFirstAfter": 0})
+	checkGot(t, ctx, 2)
+	if tr := evalJS[string](t, ctx, "window.__transport"); tr != "poll" {
+		t.Fatalf("transport %q, want poll\n%s", tr, pageLog(ctx))
+	}
+	// The network lets WebSockets through again; the hub restarts, which
+	// ends the long-poll session (going_away) and makes the page reconnect.
+	evalJS[bool](t, ctx, "window.__blockWS = false, true")
+	p.stop()
+	waitJS(t, ctx, "window.__state === 'reconnecting'")
+	p = startHubd(t, data, "--listen", addr)
+	waitJS(t, ctx, "window.__state === 'open' && window.__transport === 'websocket'")
+	publishN(t, p, token, 3, 4)
+	checkGot(t, ctx, 4)
+	waitCursor(t, p, secret, "browser:back", 4)
+}
+
+// TestBrowserStopsWhenRevoked: a page whose device is deleted (WebSocket,
+// close code 4404) or whose user is deleted (long-polling, 410
+// user_revoked) closes for good: state closed with the reason, and no
+// further connection attempt (no new ticket asked for).
+func TestBrowserStopsWhenRevoked(t *testing.T) {
+	p := startHubd(t, t.TempDir())
+	for _, tc := range []struct {
+		transport, reason string
+		revoke            func(secret string)
+	}{
+		{"websocket", "device_deleted", func(secret string) {
+			if s := call(t, "DELETE", p.url+"/v1/devices/browser:revoked", secret, nil, "", nil); s != http.StatusNoContent {
+				t.Fatalf("delete device: %d", s)
+			}
+		}},
+		{"poll", "user_revoked", func(secret string) {
+			if s := call(t, "DELETE", p.url+"/v1/users/me", secret, nil, "", nil); s != http.StatusNoContent {
+				t.Fatalf("delete user: %d", s)
+			}
+		}},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			secret, token := browserMailbox(t, p)
+			ctx := newBrowser(t)
+			publishN(t, p, token, 1, 1)
+			startTestClient(t, ctx, p.url, secret, "browser:revoked", tc.transport)
+			checkGot(t, ctx, 1)
+			tc.revoke(secret)
+			waitJS(t, ctx, "window.__state === 'closed'")
+			if r := evalJS[string](t, ctx, "window.__closedReason"); r != tc.reason {
+				t.Fatalf("closed with reason %q, want %q\n%s", r, tc.reason, pageLog(ctx))
+			}
+			// Closed for good: not running, no retry timer armed, and the one
+			// ticket of the first connection is all it ever asked for.
+			if running := evalJS[bool](t, ctx, "window.__hub._running"); running {
+				t.Fatalf("hub.js still running after %s\n%s", tc.reason, pageLog(ctx))
+			}
+			if n := evalJS[int](t, ctx, "window.__tickets"); n != 1 {
+				t.Fatalf("%d tickets asked for, want 1\n%s", n, pageLog(ctx))
+			}
+		})
+	}
 }

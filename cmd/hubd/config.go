@@ -23,6 +23,8 @@ type config struct {
 	maxTTL           time.Duration
 	shutdownGrace    time.Duration
 	pingInterval     time.Duration
+	pollWaitMax      time.Duration
+	pollInactivity   time.Duration
 	sessionQueue     int
 	logLevel         slog.Level
 }
@@ -54,6 +56,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	c.payloadLimit = 4096
 	c.defaultTTL, c.maxTTL, c.shutdownGrace = 24*time.Hour, 28*24*time.Hour, 10*time.Second
 	c.pingInterval, c.sessionQueue = 25*time.Second, 1024
+	c.pollWaitMax, c.pollInactivity = 60*time.Second, 60*time.Second
 
 	str(&c.dataDir, "data", "./data", "data directory: badger state in state/, raft log and snapshots in raft/")
 	str(&c.listen, "listen", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one; the address is printed)")
@@ -67,6 +70,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(durationValue{&c.maxTTL}, "max-ttl", "largest TTL a publisher may ask for")
 	parsed(durationValue{&c.shutdownGrace}, "shutdown-grace", "how long a clean shutdown waits for requests in flight")
 	parsed(durationValue{&c.pingInterval}, "ping-interval", "how often WebSocket devices are pinged; silent for two intervals, they are closed")
+	parsed(durationValue{&c.pollWaitMax}, "poll-wait-max", "longest a long-poll request may be held (whole seconds)")
+	parsed(durationValue{&c.pollInactivity}, "poll-inactivity", "a long-poll session with no request for this long ends")
 	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
 
@@ -88,6 +93,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("--ping-interval must be at least 1s")
 	case c.sessionQueue <= 0:
 		return c, fmt.Errorf("--session-queue must be positive")
+	case c.pollWaitMax < time.Second || c.pollWaitMax%time.Second != 0:
+		return c, fmt.Errorf("--poll-wait-max must be whole seconds, at least 1s")
+	case c.pollInactivity < time.Second:
+		return c, fmt.Errorf("--poll-inactivity must be at least 1s")
 	}
 	return c, nil
 }

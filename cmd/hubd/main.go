@@ -80,6 +80,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		OpenRegistration: cfg.openRegistration,
 		AdminToken:       cfg.adminToken,
 		PingInterval:     cfg.pingInterval,
+		PollWaitMax:      cfg.pollWaitMax,
+		PollInactivity:   cfg.pollInactivity,
 		Logger:           log,
 	}, store, node, sessions)
 	srv := &http.Server{

@@ -366,12 +366,7 @@ func TestBrowserFallbackToPoll(t *testing.T) {
 // again, and hub.js must drop it.
 func TestBrowserResumeAfterRestart(t *testing.T) {
 	data := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	p := startHubd(t, data, "--listen", addr) // the later --listen wins
 	secret, token := browserMailbox(t, p)
 	ctx := newBrowser(t)
@@ -471,12 +466,7 @@ func TestBrowserDemoPage(t *testing.T) {
 // without losing or repeating a message on the way.
 func TestBrowserBackToWebSocketAfterFallback(t *testing.T) {
 	data := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	p := startHubd(t, data, "--listen", addr)
 	secret, token := browserMailbox(t, p)
 	ctx := newBrowser(t)
@@ -542,4 +532,16 @@ func TestBrowserStopsWhenRevoked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freeAddr is a loopback address free a moment ago, for a hubd that must
+// come back on the same address after a restart.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -1,6 +1,7 @@
 // Package transport is the hub's HTTP API: for publishers and users (user
 // registration, mailboxes and their tokens, publishing one message or a
-// batch, message status, connect tickets, devices, the health checks), and
+// batch, message status, long-polling of receipts, connect tickets, devices,
+// the health checks), and
 // for devices (WebSocket, long-polling and Server-Sent Events over the hub's
 // sessions, acks), plus the browser client hub.js and the demo page.
 // docs/protocol.md describes the wire format it serves; keep the two in step.

@@ -207,6 +207,11 @@ type statusJSON struct {
 	FinalAt     string `json:"final_at"`
 	DeliveredTo string `json:"delivered_to"`
 	ReplacedBy  string `json:"replaced_by"`
+	Receipt     *struct {
+		ID              string `json:"id"`
+		Webhook         string `json:"webhook"`
+		WebhookFailedAt string `json:"webhook_failed_at"`
+	} `json:"receipt"`
 }
 
 // wireTime parses a time as the API writes it, checking the format.

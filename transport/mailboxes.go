@@ -3,18 +3,15 @@ package transport
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/notifyhub/hub/mailbox"
 )
 
-// Limits of a mailbox's fields.
-const (
-	maxLabelRunes    = 200
-	maxReceiptURLLen = 2048
-)
+// maxLabelRunes bounds a mailbox's label. (Receipt URLs are bounded by
+// receipts.MaxURLLen.)
+const maxLabelRunes = 200
 
 type createMailboxRequest struct {
 	Label      string `json:"label"`
@@ -73,20 +70,6 @@ func validLabel(s string) bool {
 	return true
 }
 
-// validReceiptURL reports whether s is an absolute http(s) URL with a host.
-// Whether the host may be called (private addresses, DNS) is checked later,
-// by the receipt sender.
-func validReceiptURL(s string) bool {
-	if len(s) > maxReceiptURLLen {
-		return false
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return false
-	}
-	return u.Scheme == "http" || u.Scheme == "https"
-}
-
 // pushURL is the absolute URL a publisher posts to, as this request reached us.
 func pushURL(r *http.Request, token string) string {
 	scheme := "http"
@@ -112,9 +95,11 @@ func (s *Server) handleCreateMailbox(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadLabel)
 		return
 	}
-	if req.ReceiptURL != "" && !validReceiptURL(req.ReceiptURL) {
-		s.writeError(w, r, errBadReceiptURL)
-		return
+	if req.ReceiptURL != "" {
+		if err := s.checkReceiptURL(r.Context(), req.ReceiptURL); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	id := mailbox.NewID()
 	token := mailbox.NewToken()

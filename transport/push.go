@@ -444,6 +444,7 @@ type statusJSON struct {
 	FinalAt     *wireTime     `json:"final_at,omitempty"`
 	DeliveredTo string        `json:"delivered_to,omitempty"`
 	ReplacedBy  string        `json:"replaced_by,omitempty"`
+	Receipt     *receiptJSON  `json:"receipt,omitempty"`
 }
 
 // GET /v1/messages/{id}, with the mailbox token as Bearer. A revoked token
@@ -478,6 +479,7 @@ func (s *Server) handleMessageStatus(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt:   wireTime(st.ExpiresAt),
 		DeliveredTo: st.DeliveredTo,
 		ReplacedBy:  st.ReplacedBy,
+		Receipt:     statusReceipt(st),
 	}
 	if st.FinalAt != 0 {
 		t := wireTime(st.FinalAt)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notifyhub/hub/hub"
+	"github.com/notifyhub/hub/hub/receipts"
 	"github.com/notifyhub/hub/mailbox"
 )
 
@@ -29,6 +30,12 @@ type Config struct {
 	PollWaitMax      time.Duration // longest wait of a long-poll request; default 60s (whole seconds)
 	PollInactivity   time.Duration // a long-poll session with no request for this long ends; default 60s
 	Logger           *slog.Logger  // nil discards
+
+	// ReceiptURLs decides which receipt URLs a new mailbox may have; the
+	// zero value is https to public addresses only (hub/receipts).
+	ReceiptURLs receipts.URLPolicy
+	// Receipts wakes GET /v1/receipts long-polls; nil answers them at once.
+	Receipts ReceiptFeed
 }
 
 // The defaults of Config.
@@ -78,6 +85,8 @@ type Server struct {
 	stopBG    context.CancelFunc // stops the background goroutines
 	bg        sync.WaitGroup
 	closeOnce sync.Once
+
+	receiptPollsDone chan struct{} // closed by Close: held GET /v1/receipts answer
 }
 
 // New returns a Server over store (for reads), c (for writes) and h (the
@@ -117,6 +126,8 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 		hub:           h,
 		log:           cfg.Logger,
 		maxTTLSeconds: int64(cfg.MaxTTL / time.Second),
+
+		receiptPollsDone: make(chan struct{}),
 	}
 	s.defaultTTLSeconds = min(int64(cfg.DefaultTTL/time.Second), s.maxTTLSeconds)
 	if int64(cfg.DefaultTTL/time.Second) > s.maxTTLSeconds {
@@ -149,6 +160,7 @@ func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.ws.closeAll()
 		s.sids.closeAll()
+		close(s.receiptPollsDone)
 		s.stopBG()
 	})
 	done := make(chan struct{})
@@ -186,6 +198,7 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /v1/push/{token}", s.handleRevokeToken)
 	m.HandleFunc("POST /v1/push", s.handleBatch)
 	m.HandleFunc("GET /v1/messages/{id}", s.handleMessageStatus)
+	m.HandleFunc("GET /v1/receipts", s.handleReceipts)
 
 	// Devices.
 	m.HandleFunc("GET /v1/ws", s.handleWS)

@@ -398,6 +398,7 @@ func (e *endpoint) post(entries []mailbox.OutboxEntry) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "notifyhub-receipts/1")
+	req.Header.Set(MailboxHeader, entries[0].MailboxID)
 	req.Header.Set(SignatureHeader, Sign(entries[0].Secret, time.Now(), b))
 	res, err := d.client.Do(req)
 	if err != nil {

@@ -10,8 +10,12 @@ import (
 	"github.com/notifyhub/hub/mailbox"
 )
 
-// SignatureHeader is the header that carries a webhook's signature.
-const SignatureHeader = "Hub-Signature"
+// The headers of a webhook: its signature, and the mailbox whose receipts
+// it carries (so that a receiver picks the secret before it parses).
+const (
+	SignatureHeader = "Hub-Signature"
+	MailboxHeader   = "Hub-Mailbox"
+)
 
 // Sign returns the Hub-Signature value of body sent at t with the mailbox's
 // receipt secret: "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">".

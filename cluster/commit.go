@@ -22,6 +22,7 @@ type request struct {
 type reply struct {
 	published []mailbox.PublishedItem
 	result    mailbox.Result
+	index     uint64 // the entry's raft index
 	err       error
 }
 
@@ -36,14 +37,28 @@ type entry struct {
 // item, in order. An item refused by the state machine (unknown or revoked
 // token, reused Idempotency-Key) has its error in PublishedItem.Err; the
 // returned error means the call as a whole failed: ErrNotLeader, ErrNoQuorum,
-// ErrClosed, or the context's error. More than MaxBatch items are split
-// across entries, and then a failed call may have committed some of them.
-// Items whose context ended may still commit: see the package doc.
+// ErrClosed, or the context's. More than MaxBatch items are split across
+// entries, and then a failed call may have committed some of them. Items
+// whose context ended may still commit: see the package doc.
+//
+// On a follower, Publish forwards the items to the leader (forward.go) and
+// returns once this node has applied them too.
 func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mailbox.PublishedItem, error) {
-	if len(items) == 0 {
-		return nil, nil
+	out, _, err := n.publishLocal(ctx, items)
+	if errors.Is(err, errNotHere) {
+		return n.forwardPublish(ctx, items)
 	}
-	out := make([]mailbox.PublishedItem, 0, len(items))
+	return out, err
+}
+
+// publishLocal is Publish on this node's own raft: it returns errNotHere,
+// having proposed nothing, when this node is not the leader. index is the
+// raft index of the last entry the items went into.
+func (n *Node) publishLocal(ctx context.Context, items []mailbox.PublishItem) (out []mailbox.PublishedItem, index uint64, err error) {
+	if len(items) == 0 {
+		return nil, 0, nil
+	}
+	out = make([]mailbox.PublishedItem, 0, len(items))
 	// The items may stay queued after Publish returned (ctx ended): keep our
 	// own slice of them.
 	items = append([]mailbox.PublishItem(nil), items...)
@@ -53,9 +68,13 @@ func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mail
 		reqs = append(reqs, &request{ctx: ctx, items: items[:k:k], reply: make(chan reply, 1)})
 		items = items[k:]
 	}
-	for _, r := range reqs {
+	for i, r := range reqs {
 		if err := n.enqueue(ctx, r); err != nil {
-			return nil, fmt.Errorf("cluster: publish: %w", err)
+			if i > 0 && errors.Is(err, errNotHere) {
+				// Part of the call is proposed: it must not be forwarded.
+				err = fmt.Errorf("%w (after %d of %d entries)", ErrNotLeader, i, len(reqs))
+			}
+			return nil, 0, fmt.Errorf("cluster: publish: %w", err)
 		}
 	}
 	for _, r := range reqs {
@@ -64,11 +83,12 @@ func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mail
 			err = rep.err
 		}
 		if err != nil {
-			return nil, fmt.Errorf("cluster: publish: %w", err)
+			return nil, 0, fmt.Errorf("cluster: publish: %w", err)
 		}
 		out = append(out, rep.published...)
+		index = max(index, rep.index)
 	}
-	return out, nil
+	return out, index, nil
 }
 
 // Propose proposes one command other than a publish, in its own entry, and
@@ -78,23 +98,40 @@ func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mail
 // ErrNotLeader, ErrNoQuorum, ErrClosed and the context's. The command's
 // body must not change after the call, even when it returned early because
 // ctx ended: it may still be proposed.
+//
+// On a follower, Propose forwards the command to the leader (forward.go)
+// and returns once this node has applied it too.
 func (n *Node) Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, error) {
 	if cmd == nil {
 		return mailbox.Result{}, errors.New("cluster: propose: nil command")
 	}
+	res, _, err := n.proposeLocal(ctx, cmd)
+	if errors.Is(err, errNotHere) {
+		res, err = n.forwardPropose(ctx, cmd)
+	}
+	if err != nil {
+		return mailbox.Result{}, err
+	}
+	return res, res.Err
+}
+
+// proposeLocal is Propose on this node's own raft: it returns errNotHere,
+// having proposed nothing, when this node is not the leader. Its error is
+// the cluster's only; a refusal is in the Result alone.
+func (n *Node) proposeLocal(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, uint64, error) {
 	c := *cmd
 	r := &request{ctx: ctx, cmd: &c, reply: make(chan reply, 1)}
 	if err := n.enqueue(ctx, r); err != nil {
-		return mailbox.Result{}, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
+		return mailbox.Result{}, 0, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
 	}
 	rep, err := n.await(ctx, r)
 	if err == nil {
 		err = rep.err
 	}
 	if err != nil {
-		return mailbox.Result{}, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
+		return mailbox.Result{}, 0, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
 	}
-	return rep.result, rep.result.Err
+	return rep.result, rep.index, nil
 }
 
 // enqueue hands r to the committer.
@@ -103,7 +140,7 @@ func (n *Node) enqueue(ctx context.Context, r *request) error {
 		return ErrClosed
 	}
 	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return errNotHere
 	}
 	select {
 	case n.reqs <- r:
@@ -248,8 +285,9 @@ func (n *Node) finish(e *entry) {
 		}
 		return
 	}
+	index := e.future.Index()
 	if e.reqs[0].cmd != nil {
-		e.reqs[0].reply <- reply{result: res}
+		e.reqs[0].reply <- reply{result: res, index: index}
 		return
 	}
 	if res.Err == nil && len(res.Published) != e.items {
@@ -264,7 +302,7 @@ func (n *Node) finish(e *entry) {
 	pub := res.Published
 	for _, r := range e.reqs {
 		k := len(r.items)
-		r.reply <- reply{published: pub[:k:k]}
+		r.reply <- reply{published: pub[:k:k], index: index}
 		pub = pub[k:]
 	}
 }

@@ -14,6 +14,26 @@
 // panics on an entry it cannot decode or a storage error, as Consul's does: a
 // node must stop rather than diverge quietly.
 //
+// # A cluster of nodes
+//
+// The first node bootstraps a one-voter configuration (Config.Bootstrap);
+// every other node starts empty and is added by the leader (Join, reached
+// from any node: a follower forwards it). Remove and TransferLeadership
+// work the same way; Close hands leadership to another voter before it
+// stops (handOver), so a clean restart costs no election timeout. Each
+// node's HTTP API address is replicated as cluster entries in the raft log
+// (meta.go), which is how a follower finds the leader's API.
+//
+// Writes that reach a follower are forwarded to the leader over the
+// cluster's internal HTTP (forward.go, internal.go), authenticated with
+// Config.Secret, as the very bytes the leader will log; the follower answers
+// once it has applied the leader's index, so its caller reads its own write
+// from it. Every node applies the whole log into its own store and tells its
+// own Applied (hub); no node relays messages to another for delivery.
+//
+// Backup and Restore (backup.go) copy the store's consistent snapshot out,
+// and put one back into the whole cluster through raft.
+//
 // # Goroutine safety
 //
 // All methods of Node are safe for concurrent use. The Applied callback runs

@@ -23,7 +23,25 @@ var (
 	ErrNoQuorum = errors.New("no raft quorum")
 	// ErrClosed: the node is closed or closing.
 	ErrClosed = errors.New("cluster node closed")
+
+	// ErrMemberExists: a join names an id or a raft address that a member
+	// already has. Nothing changed.
+	ErrMemberExists = errors.New("a member with this id or address exists")
+	// ErrMemberUnknown: no member has that id. Nothing changed.
+	ErrMemberUnknown = errors.New("no member with this id")
+	// ErrLastVoter: removing the member would leave the cluster without a
+	// voter. Nothing changed.
+	ErrLastVoter = errors.New("cannot remove the last voter")
+	// ErrBadMember: a join's id, raft address or API address is malformed.
+	ErrBadMember = errors.New("bad member id or address")
+	// ErrBadSecret: a call between nodes bore no cluster secret or the wrong
+	// one, or this node has none. Nothing changed.
+	ErrBadSecret = errors.New("wrong or missing cluster secret")
 )
+
+// errNotHere is what a local proposal answers on a follower, before
+// anything was proposed: the caller may forward the command to the leader.
+var errNotHere = fmt.Errorf("%w: this node is not the leader", ErrNotLeader)
 
 // raftErr maps an error of raft to this package's sentinels. The raft error
 // stays in the message but not in the chain: callers test our sentinels only.
@@ -35,7 +53,7 @@ func raftErr(err error) error {
 		errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w (%v)", ErrNotLeader, err)
-	case errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%w (%v)", ErrNoQuorum, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed

@@ -30,6 +30,7 @@ type restorer interface {
 type fsm struct {
 	store   *mailbox.Store
 	applied Applied
+	meta    metaMap // cluster metadata (meta.go)
 
 	// index is the raft index of the last entry the store reflects. Only the
 	// FSM goroutine writes it.
@@ -38,7 +39,10 @@ type fsm struct {
 	onApply func(index uint64)
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
 
 func newFSM(store *mailbox.Store, applied Applied) *fsm {
 	f := &fsm{store: store, applied: applied}
@@ -52,6 +56,11 @@ func newFSM(store *mailbox.Store, applied Applied) *fsm {
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if len(l.Data) > 0 && l.Data[0] == metaEntry {
+		f.meta.apply(l.Index, l.Data[1:])
+		f.setIndex(max(l.Index, f.store.Applied()))
+		return mailbox.Result{}
 	}
 	cmd, err := mailbox.DecodeCommand(l.Data)
 	if err != nil {
@@ -68,6 +77,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return res
 }
 
+// StoreConfiguration is raft's hook for a committed configuration change
+// (raft.ConfigurationStore). The store has nothing to do for it, but the
+// index counts as applied, so that waiting for an index never waits for an
+// entry that no FSM sees.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) { f.setIndex(index) }
+
 func (f *fsm) setIndex(i uint64) {
 	if i > f.index.Load() {
 		f.index.Store(i)
@@ -77,21 +92,31 @@ func (f *fsm) setIndex(i uint64) {
 	}
 }
 
-// Snapshot pins a read transaction of the store; the work happens in Persist.
+// Snapshot pins a read transaction of the store and copies the cluster
+// metadata (both on the FSM goroutine, so they match); the work happens in
+// Persist.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	sn, err := f.store.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot: %w", err)
 	}
-	return fsmSnapshot{sn}, nil
+	return fsmSnapshot{sn: sn, api: f.meta.copy()}, nil
 }
 
-// Restore replaces the store's state with a snapshot. The store keeps its
-// state when it is already at or past the snapshot's index.
+// Restore replaces the store's state and the cluster metadata with a
+// snapshot. The store keeps its state when it is already at or past the
+// snapshot's index; a bare store snapshot keeps the metadata.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	if err := f.store.Restore(rc); err != nil {
+	api, r, err := readEnvelope(rc)
+	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
+	}
+	if err := f.store.Restore(r); err != nil {
+		return fmt.Errorf("cluster: restore snapshot: %w", err)
+	}
+	if api != nil {
+		f.meta.replace(api)
 	}
 	if r, ok := f.applied.(restorer); ok {
 		r.Restored()
@@ -100,10 +125,17 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ sn *mailbox.Snapshot }
+type fsmSnapshot struct {
+	sn  *mailbox.Snapshot
+	api map[string]string
+}
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.sn.WriteTo(sink); err != nil {
+	err := writeEnvelope(sink, s.api)
+	if err == nil {
+		_, err = s.sn.WriteTo(sink)
+	}
+	if err != nil {
 		sink.Cancel()
 		return fmt.Errorf("cluster: write snapshot: %w", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -29,7 +31,12 @@ type Node struct {
 	// replayTo is the index of the last command in the local log at Open:
 	// the node is not ready before its FSM reached it.
 	replayTo uint64
-	changed  broadcast // ready's inputs changed: leader or applied index
+	changed  broadcast // leader, raft state or applied index changed
+	fresh    bool      // Dir held no raft state at Open
+
+	client  *http.Client           // calls to other nodes (forward.go)
+	apiAddr atomic.Pointer[string] // this node's API base URL, once set
+	apiSet  chan struct{}          // cap 1: SetAPIAddr was called
 
 	reqs      chan *request // to the committer
 	toWaiter  chan *entry   // committer to waiter, in log order
@@ -48,13 +55,16 @@ type Node struct {
 
 // Stats is a point-in-time view of a node's raft state.
 type Stats struct {
-	State        string // Follower, Candidate, Leader, Shutdown
-	Leader       string // the leader's raft address, "" if none is known
-	LeaderID     string // the leader's server id, "" if none is known
-	Term         uint64
-	LastIndex    uint64 // last entry in the local log (or snapshot)
-	CommitIndex  uint64
-	AppliedIndex uint64 // last entry the store reflects
+	ID           string `json:"id"`
+	State        string `json:"state"`      // Follower, Candidate, Leader, Shutdown
+	Leader       string `json:"leader"`     // the leader's raft address, "" if none is known
+	LeaderID     string `json:"leader_id"`  // the leader's server id, "" if none is known
+	LeaderAPI    string `json:"leader_api"` // the leader's API base URL, "" if not known
+	Term         uint64 `json:"term"`
+	LastIndex    uint64 `json:"last_index"` // last entry in the local log (or snapshot)
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"` // last entry the store reflects
+	Ready        bool   `json:"ready"`
 }
 
 // Open starts a raft node that applies the log into store. applied may be
@@ -117,17 +127,18 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 1024
 	// An unbuffered apply channel: raft.Apply blocks while the leader loop
 	// writes the previous entries, which is what lets batches grow with load.
 	rc.BatchApplyCh = false
 	rc.NoSnapshotRestoreOnStart = false
 
+	has, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open: %w", err)
+	}
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(bolt, bolt, snaps)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: open: %w", err)
-		}
 		if !has {
 			conf := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter,
@@ -147,6 +158,9 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 		trans:    trans,
 		bolt:     bolt,
 		replayTo: replayTo,
+		fresh:    !has,
+		client:   newClient(),
+		apiSet:   make(chan struct{}, 1),
 		reqs:     make(chan *request, queueLen),
 		toWaiter: make(chan *entry, maxInflight),
 		slots:    make(chan struct{}, maxInflight),
@@ -180,6 +194,7 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 	n.goFunc(func(ctx context.Context) { n.expireLoop(ctx) })
 	n.goFunc(func(context.Context) { n.commitLoop() })
 	n.goFunc(func(context.Context) { n.waitLoop() })
+	n.goFunc(func(ctx context.Context) { n.announceLoop(ctx) })
 	return n, nil
 }
 
@@ -249,6 +264,7 @@ func (n *Node) onApply(index uint64) {
 	if !n.replayed.Load() {
 		n.checkReplayed(index)
 	}
+	n.changed.notify() // forwarded writes wait for their index (waitApplied)
 }
 
 func (n *Node) checkReplayed(index uint64) {
@@ -308,13 +324,106 @@ func (n *Node) Snapshot() error {
 func (n *Node) Stats() Stats {
 	addr, id := n.raft.LeaderWithID()
 	return Stats{
+		ID:           n.cfg.NodeID,
 		State:        n.raft.State().String(),
 		Leader:       string(addr),
 		LeaderID:     string(id),
+		LeaderAPI:    n.fsm.meta.get(string(id)),
 		Term:         n.raft.CurrentTerm(),
 		LastIndex:    n.raft.LastIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.index.Load(),
+		Ready:        n.Ready(),
+	}
+}
+
+// Fresh reports whether the node started without raft state: a new node,
+// which joins a cluster (or bootstraps one).
+func (n *Node) Fresh() bool { return n.fresh }
+
+// SetAPIAddr tells the node the base URL of its own HTTP API (such as
+// "http://10.0.0.5:8080"), where the other nodes reach it. The node records
+// it in the replicated metadata as soon as it can (see meta.go), and again
+// whenever the recorded one differs.
+func (n *Node) SetAPIAddr(url string) {
+	n.apiAddr.Store(&url)
+	select {
+	case n.apiSet <- struct{}{}:
+	default:
+	}
+}
+
+// APIAddr returns the base URL set by SetAPIAddr, or "".
+func (n *Node) APIAddr() string {
+	if p := n.apiAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// announceLoop keeps this node's API address in the replicated metadata:
+// whenever the node is ready and the recorded address differs from its own,
+// it announces it (through the leader), at most once a second while that
+// fails.
+func (n *Node) announceLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var next time.Time
+	for {
+		ch := n.changed.wait()
+		api := n.APIAddr()
+		if api != "" && n.Ready() && n.fsm.meta.get(n.cfg.NodeID) != api && !time.Now().Before(next) {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := n.announce(actx, api)
+			cancel()
+			if err != nil {
+				n.cfg.logger().Debug("cluster: announce the API address", "api", api, "err", err)
+				next = time.Now().Add(time.Second)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.closing:
+			return
+		case <-ch:
+		case <-n.apiSet:
+		case <-t.C:
+		}
+	}
+}
+
+// handOver transfers leadership to another voter before this node stops,
+// so that the cluster does not wait an election timeout to notice. It is
+// best effort: a failure only means the others elect a leader as after a
+// crash.
+func (n *Node) handOver() {
+	if n.raft.State() != raft.Leader {
+		return
+	}
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	others := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return
+	}
+	f := n.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			n.cfg.logger().Warn("cluster: leadership transfer on close", "err", err)
+		}
+	case <-time.After(transferTimeout):
+		n.cfg.logger().Warn("cluster: leadership transfer on close timed out")
 	}
 }
 
@@ -345,6 +454,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 
 		<-n.pipeDone // entries in flight end while raft still runs: see the package doc
+		n.handOver()
 		n.raft.DeregisterObserver(n.obs)
 		errs := []error{}
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -352,9 +462,13 @@ func (n *Node) Close() error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		// Close drops the listener only: the pooled connections to the
+		// other nodes go too, so their handlers of them end.
+		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
 		}
+		n.client.CloseIdleConnections()
 		if err := n.bolt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: close raft log: %w", err))
 		}

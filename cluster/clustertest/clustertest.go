@@ -25,6 +25,7 @@ type options struct {
 	cfg     cluster.Config
 	applied cluster.Applied
 	policy  mailbox.Policy
+	wiring  Wiring
 }
 
 // WithApplied makes the node report applied entries to a.

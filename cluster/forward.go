@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// Forwarding: a write that reaches a follower goes to the leader over the
+// cluster's internal HTTP (internal.go serves it), as the same bytes the
+// leader would put in its log. The leader answers the command's result and
+// the raft index it was applied at; the follower waits until it has applied
+// that index too before it answers its own caller, so a client that got a
+// 201 from any node reads its write back from that node.
+//
+// A forward is retried on another leader only when nothing was proposed: the
+// leader could not be dialled, or it answered that it is not the leader. Any
+// other failure is the caller's (ErrNoQuorum: it may have committed; a
+// publisher retries with its Idempotency-Key). Every forward is bounded by
+// Config.ForwardTimeout, and waiting for an unknown leader by
+// Config.LeaderWait, so a node without a quorum answers ErrNoQuorum quickly
+// instead of hanging.
+
+// Headers of calls between nodes.
+const (
+	// hdrForwardedBy marks a call one node makes to another: the receiver
+	// acts on it itself or refuses it, and never forwards it again.
+	hdrForwardedBy = "Hub-Forwarded-By"
+	// retryPause is how long a forward waits before it tries again, unless
+	// raft reports a change first.
+	retryPause = 50 * time.Millisecond
+)
+
+// errRetry marks a forward that did nothing and may go to another leader.
+var errRetry = errors.New("forward: nothing done; retry")
+
+// errLeaderHere: while a forward waited for a leader, this node became it.
+var errLeaderHere = errors.New("forward: this node is the leader now")
+
+func (n *Node) forwardPublish(ctx context.Context, items []mailbox.PublishItem) ([]mailbox.PublishedItem, error) {
+	data, err := (&mailbox.Command{Kind: mailbox.KindPublish, Publish: &mailbox.Publish{Items: items}}).Encode()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: publish: %w", err)
+	}
+	res, err := n.forwardCommand(ctx, data)
+	if err == nil {
+		err = res.Err
+	}
+	if err == nil && len(res.Published) != len(items) {
+		err = fmt.Errorf("the leader answered %d results for %d items", len(res.Published), len(items))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: publish: %w", err)
+	}
+	return res.Published, nil
+}
+
+func (n *Node) forwardPropose(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, error) {
+	data, err := cmd.Encode() // At goes too, but the leader stamps its own
+	if err == nil {
+		var res mailbox.Result
+		if res, err = n.forwardCommand(ctx, data); err == nil {
+			return res, nil
+		}
+	}
+	return mailbox.Result{}, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
+}
+
+// forwardCommand has the leader apply an encoded command, and waits until
+// this node applied it too.
+func (n *Node) forwardCommand(ctx context.Context, data []byte) (mailbox.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	var a answer
+	if err := n.callLeader(ctx, "/internal/v1/propose", data, &a); err != nil {
+		return mailbox.Result{}, err
+	}
+	if err := n.waitApplied(ctx, a.Index); err != nil {
+		return mailbox.Result{}, err
+	}
+	if a.Result == nil {
+		return mailbox.Result{}, nil
+	}
+	return a.Result.result(), nil
+}
+
+// forwardJSON sends in as JSON to the leader's path and decodes its answer
+// into out (if not nil).
+func (n *Node) forwardJSON(ctx context.Context, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return n.callLeader(ctx, path, body, out)
+}
+
+// callLeader posts body to path on the leader, again on a new leader while
+// nothing was done, until ctx ends.
+func (n *Node) callLeader(ctx context.Context, path string, body []byte, out any) error {
+	for {
+		api, err := n.leaderAPI(ctx)
+		if err != nil {
+			return err
+		}
+		err = n.post(ctx, api+path, bytes.NewReader(body), out)
+		if !errors.Is(err, errRetry) {
+			return err
+		}
+		t := time.NewTimer(retryPause)
+		select {
+		case <-t.C:
+		case <-n.changed.wait():
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return ctxErr(ctx)
+		case <-n.closing:
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+// leaderAPI returns the API address of the leader, waiting up to
+// Config.LeaderWait for one to be known.
+func (n *Node) leaderAPI(ctx context.Context) (string, error) {
+	wait := time.NewTimer(n.cfg.LeaderWait)
+	defer wait.Stop()
+	for {
+		ch := n.changed.wait()
+		_, id := n.raft.LeaderWithID()
+		switch {
+		case string(id) == n.cfg.NodeID:
+			return "", errLeaderHere
+		case id != "":
+			if api := n.fsm.meta.get(string(id)); api != "" {
+				return api, nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-wait.C:
+			if id != "" {
+				return "", fmt.Errorf("%w: the address of leader %s is not known yet", ErrNoQuorum, id)
+			}
+			return "", fmt.Errorf("%w: no leader known", ErrNoQuorum)
+		case <-ctx.Done():
+			return "", ctxErr(ctx)
+		case <-n.closing:
+			return "", ErrClosed
+		}
+	}
+}
+
+// post makes one call to another node. A failure to dial and an answer that
+// the peer is not the leader are errRetry; an error answer is the peer's
+// error, with its sentinel.
+func (n *Node) post(ctx context.Context, url string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	n.authorizeRequest(req)
+	return n.do(req, out)
+}
+
+// authorizeRequest makes req a call between nodes.
+func (n *Node) authorizeRequest(req *http.Request) {
+	req.Header.Set("Authorization", "Bearer "+n.cfg.Secret)
+	req.Header.Set(hdrForwardedBy, n.cfg.NodeID)
+}
+
+func (n *Node) do(req *http.Request, out any) error {
+	ctx := req.Context()
+	resp, err := n.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctxErr(ctx)
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w: %v", errRetry, err)
+		}
+		// The request may have reached the peer: no retry, the caller decides.
+		return fmt.Errorf("%w: call %s: %v", ErrNoQuorum, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctxErr(ctx)
+		}
+		return fmt.Errorf("%w: read the answer of %s: %v", ErrNoQuorum, req.URL.Path, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("cluster: answer of %s: %w", req.URL.Path, err)
+		}
+		return nil
+	}
+	var e struct {
+		Error *wireError `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error == nil {
+		return fmt.Errorf("cluster: %s answered %d: %.200s", req.URL.Path, resp.StatusCode, b)
+	}
+	if resp.StatusCode == http.StatusMisdirectedRequest {
+		return fmt.Errorf("%w: %s", errRetry, e.Error.Message)
+	}
+	return e.Error.err()
+}
+
+// waitApplied waits until this node has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.changed.wait()
+		if n.fsm.index.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		case <-n.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// Authorized reports whether r is a call from another node of this cluster:
+// it bears the cluster secret. With no secret configured, nothing is.
+func (n *Node) Authorized(r *http.Request) bool {
+	if n.cfg.Secret == "" {
+		return false
+	}
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), []byte(n.cfg.Secret)) == 1
+}
+
+// CallPeer makes a call to another node's HTTP API at apiAddr (a base URL)
+// with the cluster secret, and decodes a 200 answer's JSON into out. Other
+// answers are errors. The transport uses it to ask peers for their status.
+func (n *Node) CallPeer(ctx context.Context, method, apiAddr, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(apiAddr, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	n.authorizeRequest(req)
+	err = n.do(req, out)
+	if errors.Is(err, errRetry) {
+		err = fmt.Errorf("cluster: %s is unreachable: %w", apiAddr, errors.Unwrap(err))
+	}
+	return err
+}
+
+// JoinVia asks the cluster that the node at seed (the base URL of any
+// member's HTTP API) belongs to, to add the node req describes as a voter,
+// with the cluster secret. It tries again while the seed cannot be reached
+// or has no leader, until ctx ends; a refusal (wrong secret, an id or
+// address taken) ends it at once. hubd --join calls it on a node's first
+// start.
+func JoinVia(ctx context.Context, seed, secret string, req JoinRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	n := &Node{cfg: Config{Secret: secret, NodeID: req.ID}, client: newClient()}
+	defer n.client.CloseIdleConnections()
+	url := strings.TrimSuffix(seed, "/") + "/internal/v1/join"
+	for {
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		hreq.Header.Set("Authorization", "Bearer "+secret)
+		err = n.do(hreq, nil)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errRetry), errors.Is(err, ErrNoQuorum), errors.Is(err, ErrNotLeader):
+		default:
+			return fmt.Errorf("cluster: join %s via %s: %w", req.ID, seed, err)
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: join %s via %s: %w (last: %v)", req.ID, seed, ctx.Err(), err)
+		}
+	}
+}
+
+func newClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil, // calls between nodes never go through a proxy
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// WaitApplied blocks until this node has applied the raft index, ctx ends
+// or the node closes.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if err := n.waitApplied(ctx, index); err != nil {
+		return fmt.Errorf("cluster: wait for index %d: %w", index, err)
+	}
+	return nil
+}

@@ -1,0 +1,355 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/cluster/clustertest"
+	"github.com/notifyhub/hub/mailbox"
+)
+
+// stream reads a user's whole stream from a store.
+func stream(t *testing.T, s *mailbox.Store, user string) []string {
+	t.Helper()
+	msgs, err := s.Messages(user, 0, 0, time.Now().UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		if m.Seq != mailbox.Seq(i+1) {
+			t.Fatalf("stream has seq %d at position %d", m.Seq, i)
+		}
+		out[i] = m.Data
+	}
+	return out
+}
+
+func memberIDs(t *testing.T, n *cluster.Node) []string {
+	t.Helper()
+	ms, err := n.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestReplicationAndForwarding(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	f := c.Followers(t)[0]
+	// Every kind of write works through a follower: it forwards to the leader.
+	user, _ := clustertest.NewUser(t, f.Node)
+	mbID, token := clustertest.NewMailbox(t, f.Node, user)
+	res := clustertest.Publish(t, f.Node, token, "one", "two", "three")
+	// Read-your-writes: the follower answered only after it applied them.
+	for i, r := range res {
+		if r.Status.Seq != mailbox.Seq(i+1) || r.Status.MailboxID != mbID {
+			t.Errorf("result %d: %+v", i, r.Status)
+		}
+		if st, err := f.Store.Status(r.Status.ID); err != nil || st.Seq != r.Status.Seq {
+			t.Errorf("the follower does not read its own write %d: %+v, %v", i, st, err)
+		}
+	}
+	// Refusals come back as the same sentinels.
+	items := []mailbox.PublishItem{clustertest.Item(mailbox.NewToken(), "nobody's")}
+	out, err := f.Node.Publish(ctx(t), items)
+	if err != nil || len(out) != 1 || !errors.Is(out[0].Err, mailbox.ErrTokenUnknown) {
+		t.Errorf("unknown token through a follower: %+v, %v", out, err)
+	}
+	_, err = f.Node.Propose(ctx(t), &mailbox.Command{Kind: mailbox.KindCreateUser, CreateUser: &mailbox.CreateUser{UserID: user, SecretHash: mailbox.Hash("x")}})
+	if !errors.Is(err, mailbox.ErrUserExists) {
+		t.Errorf("duplicate user through a follower: %v, want ErrUserExists", err)
+	}
+	// An idempotent retry through another node returns the first message.
+	it := clustertest.Item(token, "once")
+	it.IdempotencyKey, it.RequestHash = "k1", []byte("h")
+	first, err := f.Node.Publish(ctx(t), []mailbox.PublishItem{it})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it.ID = mailbox.NewID()
+	again, err := c.Leader(t).Node.Publish(ctx(t), []mailbox.PublishItem{it})
+	if err != nil || !again[0].Duplicate || again[0].Status.ID != first[0].Status.ID {
+		t.Errorf("retry: %+v, %v; first %+v", again, err, first[0].Status)
+	}
+	// Every node holds the same stream.
+	c.Sync(t)
+	want := []string{"one", "two", "three", "once"}
+	for _, m := range c.Members {
+		if got := stream(t, m.Store, user); !slices.Equal(got, want) {
+			t.Errorf("%s holds %q, want %q", m.ID, got, want)
+		}
+	}
+}
+
+func TestJoinAndRemove(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	user, _ := clustertest.NewUser(t, c.Members[0].Node)
+	_, token := clustertest.NewMailbox(t, c.Members[0].Node, user)
+	clustertest.Publish(t, c.Members[0].Node, token, "before")
+
+	m := c.Add(t)
+	clustertest.Publish(t, m.Node, token, "after")
+	if got := stream(t, m.Store, user); !slices.Equal(got, []string{"before", "after"}) {
+		t.Errorf("the new node holds %q", got)
+	}
+	c.WaitMembers(t)
+	if ids := memberIDs(t, c.Members[1].Node); !slices.Equal(ids, []string{"n0", "n1", "n2", "n3"}) {
+		t.Errorf("members %v", ids)
+	}
+
+	// Removed through a follower, which forwards to the leader.
+	f := c.Followers(t)[0]
+	if f == m {
+		f = c.Followers(t)[1]
+	}
+	if err := f.Node.Remove(ctx(t), m.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t, m.Index)
+	if ids := memberIDs(t, c.Leader(t).Node); !slices.Equal(ids, []string{"n0", "n1", "n2"}) {
+		t.Errorf("members after remove %v", ids)
+	}
+	clustertest.Publish(t, f.Node, token, "three nodes again")
+}
+
+func TestMembershipRefusals(t *testing.T) {
+	c := clustertest.StartCluster(t, 2)
+	before := memberIDs(t, c.Members[0].Node)
+	addr0 := c.Members[0].Node.Addr()
+	f := c.Followers(t)[0].Node
+	cases := []struct {
+		name string
+		req  cluster.JoinRequest
+		want error
+	}{
+		{"duplicate id", cluster.JoinRequest{ID: "n1", RaftAddr: "127.0.0.1:1"}, cluster.ErrMemberExists},
+		{"duplicate address", cluster.JoinRequest{ID: "n9", RaftAddr: addr0}, cluster.ErrMemberExists},
+		{"bad id", cluster.JoinRequest{ID: "a/b", RaftAddr: "127.0.0.1:1"}, cluster.ErrBadMember},
+		{"bad address", cluster.JoinRequest{ID: "n9", RaftAddr: "nowhere"}, cluster.ErrBadMember},
+		{"bad api address", cluster.JoinRequest{ID: "n9", RaftAddr: "127.0.0.1:1", APIAddr: "ftp://x"}, cluster.ErrBadMember},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, n := range []*cluster.Node{c.Leader(t).Node, f} {
+				if err := n.Join(ctx(t), tc.req); !errors.Is(err, tc.want) {
+					t.Errorf("join on %s: %v, want %v", n.ID(), err, tc.want)
+				}
+			}
+		})
+	}
+	// The same node joining again is no change, and no error.
+	m1 := c.Members[1]
+	if err := f.Join(ctx(t), cluster.JoinRequest{ID: m1.ID, RaftAddr: m1.Node.Addr(), APIAddr: m1.URL}); err != nil {
+		t.Errorf("repeated join: %v", err)
+	}
+	if err := f.Remove(ctx(t), "nobody"); !errors.Is(err, cluster.ErrMemberUnknown) {
+		t.Errorf("remove unknown: %v", err)
+	}
+	if err := f.TransferLeadership(ctx(t), "nobody"); !errors.Is(err, cluster.ErrMemberUnknown) {
+		t.Errorf("transfer to unknown: %v", err)
+	}
+	// Remove down to one voter, then the last one is refused.
+	l := c.Leader(t)
+	other := c.Followers(t)[0]
+	if err := l.Node.Remove(ctx(t), other.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t, other.Index)
+	if err := l.Node.Remove(ctx(t), l.ID); !errors.Is(err, cluster.ErrLastVoter) {
+		t.Errorf("remove the last voter: %v, want ErrLastVoter", err)
+	}
+	if ids := memberIDs(t, l.Node); !slices.Equal(ids, []string{l.ID}) {
+		t.Errorf("members %v (before %v)", ids, before)
+	}
+	user, _ := clustertest.NewUser(t, l.Node) // still takes writes
+	_ = user
+}
+
+func TestWrongSecret(t *testing.T) {
+	c := clustertest.StartCluster(t, 1)
+	before := memberIDs(t, c.Members[0].Node)
+	cctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
+	err := cluster.JoinVia(cctx, c.Members[0].URL, "wrong", cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
+	if !errors.Is(err, cluster.ErrBadSecret) {
+		t.Errorf("join with a wrong secret: %v, want ErrBadSecret", err)
+	}
+	// No secret at all, on every internal call, and a forwarded command.
+	for _, path := range []string{"/internal/v1/propose", "/internal/v1/join", "/internal/v1/remove", "/internal/v1/restore"} {
+		resp, err := http.Post(c.Members[0].URL+path, "application/json", strings.NewReader(`{"id":"n0"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s without the secret: %d", path, resp.StatusCode)
+		}
+	}
+	if after := memberIDs(t, c.Members[0].Node); !slices.Equal(before, after) {
+		t.Errorf("members changed: %v -> %v", before, after)
+	}
+	// The right secret joins (the node is not running: raft only records it).
+	err = cluster.JoinVia(cctx, c.Members[0].URL, c.Secret, cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatalf("join with the secret: %v", err)
+	}
+	if err := c.Members[0].Node.Remove(ctx(t), "n5"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotInstallOnNewNode(t *testing.T) {
+	recs := map[int]*recorder{}
+	c := clustertest.StartCluster(t, 3,
+		clustertest.WithConfig(func(cfg *cluster.Config) { cfg.TrailingLogs = 2 }),
+		clustertest.WithWiring(func(i int, _ *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
+			recs[i] = newRecorder()
+			return recs[i], nil
+		}))
+	l := c.Leader(t)
+	user, _ := clustertest.NewUser(t, l.Node)
+	_, token := clustertest.NewMailbox(t, l.Node, user)
+	var want []string
+	for i := range 20 {
+		d := fmt.Sprint(i)
+		want = append(want, d)
+		clustertest.Publish(t, l.Node, token, d)
+	}
+	c.Sync(t)
+	for _, m := range c.Members {
+		if err := m.Node.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := c.Add(t) // its log starts past the leader's first index: it must install the snapshot
+	if _, restored := recs[m.Index].snapshot(); restored == 0 {
+		t.Error("the new node did not install a snapshot")
+	}
+	if got := stream(t, m.Store, user); !slices.Equal(got, want) {
+		t.Errorf("the new node holds %q, want %q", got, want)
+	}
+	// And the cluster metadata came with it: it forwards to the leader.
+	clustertest.Publish(t, m.Node, token, "via the new node")
+	c.WaitMembers(t)
+}
+
+func TestFailoverAndMinority(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	l := c.Leader(t)
+	user, _ := clustertest.NewUser(t, l.Node)
+	_, token := clustertest.NewMailbox(t, l.Node, user)
+	clustertest.Publish(t, l.Node, token, "one")
+
+	c.Stop(t, l.Index)
+	nl := c.Leader(t)
+	if nl == l {
+		t.Fatal("the stopped leader still leads")
+	}
+	f := c.Followers(t)[0]
+	clustertest.Publish(t, f.Node, token, "two")
+
+	// Two of three down: the last one refuses writes, quickly and clearly.
+	c.Stop(t, f.Index)
+	_, err := nl.Node.Publish(ctx(t), []mailbox.PublishItem{clustertest.Item(token, "lost")})
+	if !errors.Is(err, cluster.ErrNoQuorum) && !errors.Is(err, cluster.ErrNotLeader) {
+		t.Errorf("publish on a minority: %v, want ErrNoQuorum or ErrNotLeader", err)
+	}
+	// The others come back; the minority catches up and takes writes again.
+	c.Restart(t, l.Index)
+	c.Restart(t, f.Index)
+	clustertest.WaitReady(t, nl.Node)
+	clustertest.Publish(t, nl.Node, token, "three")
+	c.Sync(t)
+	// The refused write may have committed after all (the minority leader
+	// had it in its log, and the others took it when they came back): a
+	// 503 promises nothing either way, a 201 does. Every node agrees.
+	want := stream(t, c.Members[0].Store, user)
+	if w := slices.DeleteFunc(slices.Clone(want), func(s string) bool { return s == "lost" }); !slices.Equal(w, []string{"one", "two", "three"}) {
+		t.Errorf("stream %q, want one, two, three (and maybe lost)", want)
+	}
+	for _, m := range c.Members {
+		if got := stream(t, m.Store, user); !slices.Equal(got, want) {
+			t.Errorf("%s holds %q, %s holds %q", m.ID, got, c.Members[0].ID, want)
+		}
+	}
+}
+
+func TestTransferAndHandOverOnClose(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	l := c.Leader(t)
+	to := c.Followers(t)[1]
+	// Asked of a follower, carried out by the leader.
+	if err := c.Followers(t)[0].Node.TransferLeadership(ctx(t), to.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Leader(t); got != to {
+		t.Fatalf("leader %s after transfer to %s", got.ID, to.ID)
+	}
+	// A leader that closes hands over: the others have a leader without an
+	// election timeout, and their term moved by one.
+	term := to.Node.Stats().Term
+	c.Stop(t, to.Index)
+	nl := c.Leader(t)
+	if nl == l && nl == to {
+		t.Fatal("no new leader")
+	}
+	if st := nl.Node.Stats(); st.Term != term+1 {
+		t.Logf("term %d after hand-over from term %d (an election happened instead)", st.Term, term)
+	}
+}
+
+func TestBackupRestore(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	f := c.Followers(t)[0]
+	user, _ := clustertest.NewUser(t, f.Node)
+	_, token := clustertest.NewMailbox(t, f.Node, user)
+	clustertest.Publish(t, f.Node, token, "kept")
+	var backup bytes.Buffer
+	if _, err := f.Node.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Publish(t, f.Node, token, "undone")
+	other, _ := clustertest.NewUser(t, f.Node)
+
+	// A broken backup changes nothing.
+	bad := append([]byte(nil), backup.Bytes()...)
+	bad[len(bad)/2] ^= 0xff
+	if err := f.Node.Restore(ctx(t), bytes.NewReader(bad)); !errors.Is(err, mailbox.ErrBadSnapshot) {
+		t.Errorf("restore of a corrupt backup: %v", err)
+	}
+	if got := stream(t, f.Store, user); len(got) != 2 {
+		t.Errorf("after a refused restore: %q", got)
+	}
+
+	if err := c.Followers(t)[1].Node.Restore(ctx(t), &backup); err != nil {
+		t.Fatal(err)
+	}
+	c.Sync(t)
+	for _, m := range c.Members {
+		if got := stream(t, m.Store, user); !slices.Equal(got, []string{"kept"}) {
+			t.Errorf("%s after restore: %q", m.ID, got)
+		}
+		if _, err := m.Store.User(other); !errors.Is(err, mailbox.ErrUserUnknown) {
+			t.Errorf("%s still has the user made after the backup: %v", m.ID, err)
+		}
+	}
+	// The cluster goes on from the restored state.
+	res := clustertest.Publish(t, f.Node, token, "next")
+	if res[0].Status.Seq != 2 {
+		t.Errorf("next seq %d, want 2", res[0].Status.Seq)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -51,6 +52,7 @@ type applier struct {
 	policy Policy
 	events []Event
 	logs   map[string]*receiptLog // receipt logs touched, by mailbox id; nil once deleted
+	devs   map[string][]Device    // devices of the users read so far, kept current with the writes
 }
 
 func (a *applier) apply(cmd *Command) (Result, error) {
@@ -139,6 +141,7 @@ func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
 			return Result{}, err
 		}
 	}
+	a.cacheDevices(u.ID, []Device{})
 	if err := a.deletePrefix(devicePrefix(u.ID)); err != nil {
 		return Result{}, err
 	}
@@ -444,6 +447,14 @@ func (a *applier) ack(c *Ack) (Result, error) {
 
 func (a *applier) acks(c *Acks) (Result, error) {
 	res := Result{Refused: make([]error, len(c.Items))}
+	// Read every user's devices before the first write: an iterator made
+	// while the transaction holds no pending writes costs nothing extra
+	// (see rangeMessages), and trim then finds them in the cache.
+	for i := range c.Items {
+		if _, err := a.devices(c.Items[i].UserID); err != nil {
+			return Result{}, err
+		}
+	}
 	for i := range c.Items {
 		r, err := a.ack(&c.Items[i])
 		if err != nil {
@@ -473,6 +484,9 @@ func (a *applier) deleteDevice(c *DeleteDevice) (Result, error) {
 	}
 	if err := a.txn.Delete(deviceKey(dev.UserID, dev.ID)); err != nil {
 		return Result{}, err
+	}
+	if devs, ok := a.devs[dev.UserID]; ok {
+		a.devs[dev.UserID] = slices.DeleteFunc(slices.Clone(devs), func(d Device) bool { return d.ID == dev.ID })
 	}
 	a.emit(Event{Kind: EventDeviceDeleted, UserID: dev.UserID, Device: dev.ID})
 	// Without this device, the others may have acked everything that is left.
@@ -507,7 +521,7 @@ func (a *applier) device(userID, deviceID string, create bool) (u User, dev Devi
 func (a *applier) advance(dev *Device, seq Seq) error {
 	from := dev.Cursor
 	if seq > from {
-		msgs, err := a.streamRange(dev.UserID, from, seq)
+		msgs, err := a.rangeMessages(dev.UserID, from, seq)
 		if err != nil {
 			return err
 		}
@@ -521,6 +535,15 @@ func (a *applier) advance(dev *Device, seq Seq) error {
 	}
 	if err := setJSON(a.txn, deviceKey(dev.UserID, dev.ID), dev); err != nil {
 		return err
+	}
+	if devs, ok := a.devs[dev.UserID]; ok {
+		devs = slices.Clone(devs)
+		if i := slices.IndexFunc(devs, func(d Device) bool { return d.ID == dev.ID }); i >= 0 {
+			devs[i] = *dev
+		} else {
+			devs = append(devs, *dev)
+		}
+		a.devs[dev.UserID] = devs
 	}
 	if seq > from {
 		return a.trim(dev.UserID)
@@ -549,7 +572,14 @@ func (a *applier) trim(userID string) error {
 	if active == 0 || floor == 0 {
 		return nil
 	}
-	msgs, err := a.streamRange(userID, 0, floor)
+	var u User
+	if ok, err := found(getJSON(a.txn, userKey(userID), &u)); err != nil || !ok {
+		return err
+	}
+	if floor <= u.Trimmed {
+		return nil
+	}
+	msgs, err := a.rangeMessages(userID, u.Trimmed, floor)
 	if err != nil {
 		return err
 	}
@@ -558,10 +588,18 @@ func (a *applier) trim(userID string) error {
 			return err
 		}
 	}
-	return nil
+	u.Trimmed = floor
+	return setJSON(a.txn, userKey(userID), u)
 }
 
+// devices returns the user's devices as this transaction sees them. The
+// first call per user reads them; the applier keeps the list current with
+// its own device writes, so that an ack batch does not open an iterator per
+// ack (see rangeMessages).
 func (a *applier) devices(userID string) ([]Device, error) {
+	if devs, ok := a.devs[userID]; ok {
+		return devs, nil
+	}
 	var out []Device
 	err := iterPrefix(a.txn, devicePrefix(userID), func(_ []byte, v []byte) error {
 		var d Device
@@ -571,7 +609,18 @@ func (a *applier) devices(userID string) ([]Device, error) {
 		out = append(out, d)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	a.cacheDevices(userID, out)
+	return out, nil
+}
+
+func (a *applier) cacheDevices(userID string, devs []Device) {
+	if a.devs == nil {
+		a.devs = make(map[string][]Device)
+	}
+	a.devs[userID] = devs
 }
 
 // ---- tickets ----
@@ -724,6 +773,39 @@ func (a *applier) finish(m *Message, state State, device, replacedBy string) err
 	}
 	a.emit(Event{Kind: EventFinal, UserID: st.UserID, Seq: st.Seq, Status: &st, Receipt: r, Mailbox: mb})
 	return a.collectAt(a.at+int64(a.policy.StatusRetention), statusKey(m.ID))
+}
+
+// shortRange is the widest seq range rangeMessages reads key by key.
+const shortRange = 256
+
+// rangeMessages is streamRange(userID, from, to) for to > 0 that reads a
+// short range one key at a time. Badger sorts a write transaction's pending
+// writes every time an iterator is made in it, so iterators inside a large
+// command (an ack batch of thousands) made it quadratic; point reads look
+// the pending writes up in a map.
+func (a *applier) rangeMessages(userID string, from, to Seq) ([]Message, error) {
+	if to <= from {
+		return nil, nil
+	}
+	if to-from > shortRange {
+		return a.streamRange(userID, from, to)
+	}
+	var out []Message
+	for seq := from + 1; seq <= to; seq++ {
+		item, err := a.txn.Get(streamKey(userID, seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue // trimmed, expired or replaced
+		}
+		if err != nil {
+			return nil, err
+		}
+		var m Message
+		if err := item.Value(func(v []byte) error { return decodeMessage(v, &m) }); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // streamRange returns the messages of the user's stream with from < seq <= to;

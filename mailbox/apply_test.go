@@ -3,6 +3,7 @@ package mailbox
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -537,5 +538,70 @@ func TestAcksBatchAppliesEachItem(t *testing.T) {
 	}
 	if got := m.stream(alice); !equalStrings(got, []string{"two"}) {
 		t.Fatalf("both devices acked seq 1 only: stream %q", got)
+	}
+}
+
+// TestAckBatchTrimsEveryUser: one Acks command with the acks of many
+// devices of many users (the hub's ack batch) moves every cursor and drops
+// what all of a user's devices acked, for short ranges (read key by key) and
+// long ones (iterated) alike, and trimming later goes on from where it
+// stopped.
+func TestAckBatchTrimsEveryUser(t *testing.T) {
+	m := newMachine(t)
+	type account struct{ id, token string }
+	var users []account
+	for range 20 {
+		id, _ := m.user()
+		_, tok := m.mailbox(id)
+		users = append(users, account{id, tok})
+		for _, d := range []string{"a", "b"} {
+			m.must(&Command{Kind: KindTouchDevice, TouchDevice: &TouchDevice{UserID: id, DeviceID: d}})
+		}
+	}
+	long := shortRange + 44 // the first user's stream is longer than a short range
+	for i, u := range users {
+		n := 3
+		if i == 0 {
+			n = long
+		}
+		for j := range n {
+			m.publishOK(u.token, fmt.Sprint(j+1), 3600)
+		}
+	}
+	var batch []Ack
+	for i, u := range users {
+		upTo := Seq(2)
+		if i == 0 {
+			upTo = Seq(long - 1)
+		}
+		batch = append(batch, Ack{UserID: u.id, DeviceID: "a", Seq: upTo}, Ack{UserID: u.id, DeviceID: "b", Seq: upTo})
+	}
+	res := m.must(&Command{Kind: KindAcks, Acks: &Acks{Items: batch}})
+	for i, err := range res.Refused {
+		if err != nil {
+			t.Fatalf("ack %d refused: %v", i, err)
+		}
+	}
+	for i, u := range users {
+		want := []string{"3"}
+		if i == 0 {
+			want = []string{fmt.Sprint(long)}
+		}
+		if got := m.stream(u.id); !equalStrings(got, want) {
+			t.Fatalf("user %d: stream %q, want %q", i, got, want)
+		}
+	}
+	// More messages; both devices ack them: trimming goes on from there.
+	first := users[1]
+	m.publishOK(first.token, "4", 3600)
+	m.must(&Command{Kind: KindAcks, Acks: &Acks{Items: []Ack{
+		{UserID: first.id, DeviceID: "a", Seq: 4}, {UserID: first.id, DeviceID: "b", Seq: 3},
+	}}})
+	if got := m.stream(first.id); !equalStrings(got, []string{"4"}) {
+		t.Fatalf("after acks 4 and 3: stream %q", got)
+	}
+	m.must(&Command{Kind: KindAck, Ack: &Ack{UserID: first.id, DeviceID: "b", Seq: 4}})
+	if got := m.stream(first.id); len(got) != 0 {
+		t.Fatalf("after both acked 4: stream %q", got)
 	}
 }

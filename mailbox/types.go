@@ -32,6 +32,9 @@ type User struct {
 	SecretHash []byte `json:"secret_hash"`
 	CreatedAt  int64  `json:"created_at"` // unix nanoseconds
 	LastSeq    Seq    `json:"last_seq"`   // seq of the newest message ever published to the user
+	// Trimmed: every message with a seq up to here was acknowledged by all
+	// the user's active devices and dropped; trimming goes on from here.
+	Trimmed Seq `json:"trimmed,omitempty"`
 }
 
 // Mailbox is one app's address for one user.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/notifyhub/hub/hub/receipts"
@@ -51,6 +52,21 @@ func (s *Server) checkReceiptURL(ctx context.Context, raw string) error {
 		return errReceiptURLBlocks
 	}
 	return errBadReceiptURL
+}
+
+// receiptPolls ends the held GET /v1/receipts requests when the node
+// shuts down.
+type receiptPolls struct {
+	once sync.Once
+	done chan struct{}
+}
+
+// BeginClose answers every held GET /v1/receipts with what it has, now and
+// from now on. Register it with http.Server.RegisterOnShutdown: Shutdown
+// waits for plain requests, and a held poll would keep it waiting. Close
+// calls it too.
+func (s *Server) BeginClose() {
+	s.receiptPolls.once.Do(func() { close(s.receiptPolls.done) })
 }
 
 type receiptsResponse struct {
@@ -127,7 +143,7 @@ func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-timer.C:
 			timer = nil
-		case <-s.receiptPollsDone:
+		case <-s.receiptPolls.done:
 			timer = nil // the node is shutting down: answer what there is
 		case <-r.Context().Done():
 			release()

@@ -41,27 +41,24 @@ func (f fanout) Restored() {
 	}
 }
 
-type lateNode struct{ *cluster.Node }
-
 // startReceiptHub is startHub with a receipt dispatcher that may call
 // loopback http receivers.
 // wrap, if not nil, stands between the transport and the dispatcher's feed.
 func startReceiptHub(t *testing.T, rcfg receipts.Config, wrap func(transport.ReceiptFeed) transport.ReceiptFeed) (*testHub, *receipts.Dispatcher) {
 	t.Helper()
 	var st hubStore
-	var ln lateNode
 	h := hub.New(hub.Config{}, &st)
 	rcfg.URLs = receipts.URLPolicy{AllowHTTP: true, AllowPrivate: true}
 	if rcfg.MinBackoff == 0 {
 		rcfg.MinBackoff, rcfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
-	d := receipts.New(rcfg, &st, &ln)
+	d := receipts.New(rcfg, &st)
 	store, node := clustertest.Start(t, clustertest.WithConfig(func(c *cluster.Config) {
 		c.ExpireEvery = time.Hour
 	}), clustertest.WithApplied(fanout{h, d}))
-	st.Store, ln.Node = store, node
+	st.Store = store
 	h.Start(node)
-	d.Start(node)
+	d.Start(node, node)
 	var feed transport.ReceiptFeed = d
 	if wrap != nil {
 		feed = wrap(d)
@@ -284,6 +281,29 @@ func TestReceiptsLongPollWakes(t *testing.T) {
 	ans := <-done
 	if ans.err != nil || len(ans.rs) != 1 || ans.rs[0].MessageID != a.messageID || ans.rs[0].Status != "revoked" || ans.cursor != 1 {
 		t.Fatalf("long-poll: %+v", ans)
+	}
+}
+
+// TestReceiptsLongPollEndsOnShutdown: BeginClose (registered with
+// http.Server.RegisterOnShutdown) answers a held poll at once, so that
+// shutdown does not wait out its wait.
+func TestReceiptsLongPollEndsOnShutdown(t *testing.T) {
+	waiting := make(chan string, 1)
+	h, _ := startReceiptHub(t, receipts.Config{}, func(f transport.ReceiptFeed) transport.ReceiptFeed {
+		return waitingFeed{f, waiting}
+	})
+	a := h.newAccount(t)
+	done := make(chan response, 1)
+	go func() { done <- h.do(t, "GET", "/v1/receipts?wait=60", bearer(a.token), "") }()
+	select {
+	case <-waiting:
+	case <-time.After(clustertest.Timeout): // failsafe only
+		t.Fatal("the poll never waited")
+	}
+	h.api.BeginClose()
+	r := <-done
+	if r.status != http.StatusOK || string(r.body) != `{"receipts":[],"cursor":0}` {
+		t.Fatalf("held poll at shutdown: %v", r)
 	}
 }
 

@@ -86,7 +86,7 @@ type Server struct {
 	bg        sync.WaitGroup
 	closeOnce sync.Once
 
-	receiptPollsDone chan struct{} // closed by Close: held GET /v1/receipts answer
+	receiptPolls receiptPolls // held GET /v1/receipts, ended by BeginClose
 }
 
 // New returns a Server over store (for reads), c (for writes) and h (the
@@ -127,7 +127,7 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 		log:           cfg.Logger,
 		maxTTLSeconds: int64(cfg.MaxTTL / time.Second),
 
-		receiptPollsDone: make(chan struct{}),
+		receiptPolls: receiptPolls{done: make(chan struct{})},
 	}
 	s.defaultTTLSeconds = min(int64(cfg.DefaultTTL/time.Second), s.maxTTLSeconds)
 	if int64(cfg.DefaultTTL/time.Second) > s.maxTTLSeconds {
@@ -160,7 +160,7 @@ func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.ws.closeAll()
 		s.sids.closeAll()
-		close(s.receiptPollsDone)
+		s.BeginClose()
 		s.stopBG()
 	})
 	done := make(chan struct{})

@@ -27,6 +27,8 @@ type config struct {
 	pollInactivity   time.Duration
 	sessionQueue     int
 	logLevel         slog.Level
+
+	receipts receiptFlags // receipts.go
 }
 
 // parseConfig reads flags, each defaulting to its HUB_* environment variable,
@@ -74,6 +76,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(durationValue{&c.pollInactivity}, "poll-inactivity", "a long-poll session with no request for this long ends")
 	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
+	c.receipts.define(parsed)
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -97,6 +100,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("--poll-wait-max must be whole seconds, at least 1s")
 	case c.pollInactivity < time.Second:
 		return c, fmt.Errorf("--poll-inactivity must be at least 1s")
+	case c.receipts.check() != nil:
+		return c, c.receipts.check()
 	}
 	return c, nil
 }

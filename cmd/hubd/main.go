@@ -7,7 +7,8 @@
 //
 // hubd is the only place that wires the packages together: the mailbox
 // store, the raft node that applies the log into it, the hub of device
-// sessions that hears what was applied, and the HTTP transport.
+// sessions and the receipt dispatcher that hear what was applied, and the
+// HTTP transport.
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 
 	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/hub"
+	"github.com/notifyhub/hub/hub/receipts"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
 )
@@ -60,17 +62,19 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	sessions := hub.New(hub.Config{QueueLen: cfg.sessionQueue, Logger: log}, store)
+	dispatcher := receipts.New(cfg.receipts.config(log), store)
 	node, err := cluster.Open(cluster.Config{
 		NodeID:    cfg.nodeID,
 		RaftAddr:  cfg.raftAddr,
 		Dir:       filepath.Join(cfg.dataDir, "raft"),
 		Bootstrap: cfg.bootstrap,
 		Logger:    log,
-	}, store, sessions)
+	}, store, appliedAll{sessions, dispatcher})
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
 	sessions.Start(node)
+	dispatcher.Start(node, node)
 	closeEngines := func() error { return errors.Join(node.Close(), store.Close()) }
 
 	api := transport.New(transport.Config{
@@ -83,13 +87,21 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		PollWaitMax:      cfg.pollWaitMax,
 		PollInactivity:   cfg.pollInactivity,
 		Logger:           log,
+		ReceiptURLs:      cfg.receipts.policy(),
+		Receipts:         dispatcher,
 	}, store, node, sessions)
+	for _, c := range receiptMetrics(dispatcher) {
+		if err := api.Register(c); err != nil {
+			log.Warn("metrics: receipts", "err", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(api.BeginClose) // held receipt polls answer at once
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.listen, err), closeEngines())
@@ -121,7 +133,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		// held polls and event streams are answered) and their last acks
 		// are committed; then the HTTP requests drain.
 		sessions.Close(sctx)
-		return errors.Join(srv.Shutdown(sctx), api.Close(sctx))
+		return errors.Join(srv.Shutdown(sctx), api.Close(sctx), dispatcher.Close(sctx))
 	})
 	err = g.Wait()
 	// Sessions and requests are done: stop raft, then close the store.

@@ -133,9 +133,8 @@ type Dispatcher struct {
 	leading  atomic.Bool
 }
 
-// New returns a dispatcher over store that proposes through p. It sends
-// nothing before Start.
-func New(cfg Config, store Store, p Proposer) *Dispatcher {
+// New returns a dispatcher over store. It sends nothing before Start.
+func New(cfg Config, store Store) *Dispatcher {
 	cfg.setDefaults()
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: cfg.URLs.control}
 	tr := &http.Transport{
@@ -152,7 +151,6 @@ func New(cfg Config, store Store, p Proposer) *Dispatcher {
 	return &Dispatcher{
 		cfg:   cfg,
 		store: store,
-		prop:  p,
 		tr:    tr,
 		client: &http.Client{
 			Transport: tr,
@@ -169,15 +167,18 @@ func New(cfg Config, store Store, p Proposer) *Dispatcher {
 }
 
 // Start follows l: the dispatcher sends while l says this node leads, and
-// stops at once when it no longer does. It is a no-op after the first call
-// or after Close.
-func (d *Dispatcher) Start(l Leadership) {
+// stops at once when it no longer does; it settles receipts through p. The
+// dispatcher is built before the raft node it hears from (the node's
+// Applied), and the node is both p and l, hence the two steps. Start is a
+// no-op after the first call or after Close.
+func (d *Dispatcher) Start(p Proposer, l Leadership) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.started {
 		return
 	}
 	d.started = true
+	d.prop = p
 	go d.follow(l)
 }
 

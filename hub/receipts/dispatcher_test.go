@@ -33,7 +33,6 @@ type rig struct {
 }
 
 type lateStore struct{ *mailbox.Store }
-type lateNode struct{ *cluster.Node }
 
 // fastConfig retries quickly and lets the dispatcher call loopback http
 // receivers.
@@ -49,14 +48,13 @@ func fastConfig() receipts.Config {
 func newRig(t *testing.T, cfg receipts.Config, opts ...clustertest.Option) *rig {
 	t.Helper()
 	var st lateStore
-	var ln lateNode
-	d := receipts.New(cfg, &st, &ln)
+	d := receipts.New(cfg, &st)
 	opts = append([]clustertest.Option{clustertest.WithApplied(d), clustertest.WithConfig(func(c *cluster.Config) {
 		c.ExpireEvery = time.Hour
 	})}, opts...)
 	store, node := clustertest.Start(t, opts...)
-	st.Store, ln.Node = store, node
-	d.Start(node)
+	st.Store = store
+	d.Start(node, node)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
 		defer cancel()
@@ -570,8 +568,8 @@ func TestNewDispatcherSendsWhatWasNotSettled(t *testing.T) {
 		t.Fatalf("outbox after the first dispatcher: %d entries; the test needs more", len(out))
 	}
 
-	next := receipts.New(cfg, r.store, r.node)
-	next.Start(r.node)
+	next := receipts.New(cfg, r.store)
+	next.Start(r.node, r.node)
 	t.Cleanup(func() { next.Close(context.Background()) })
 	got := rc.waitFor(mb, len(ids))
 	for _, id := range ids {

@@ -260,9 +260,11 @@ func (n *Node) applyMeta(op metaOp) error {
 	return raftErr(n.raft.Apply(encodeMeta(op), enqueueTimeout).Error())
 }
 
-// Sync commits an empty entry through the leader and waits until this node
-// applied it: everything committed before the call is then visible in this
-// node's store (a linearizable read barrier). It returns the entry's index.
+// Sync makes every write that was acknowledged before the call visible in
+// this node's store (a read barrier): it asks the leader, which confirms it
+// still leads (a heartbeat round, no log entry), for the index it has
+// applied, and waits until this node applied it too. On the leader it
+// returns at once. It returns that index.
 func (n *Node) Sync(ctx context.Context) (uint64, error) {
 	index, err := n.syncLocal()
 	if errors.Is(err, errNotHere) {
@@ -284,9 +286,11 @@ func (n *Node) syncLocal() (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, errNotHere
 	}
-	f := n.raft.Apply(encodeMeta(metaOp{Op: "noop"}), enqueueTimeout)
-	if err := f.Error(); err != nil {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, raftErr(err)
 	}
-	return f.Index(), nil
+	return n.fsm.index.Load(), nil
 }
+
+// IsLeader reports whether this node is the raft leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

@@ -31,7 +31,7 @@ const metaEntry = 0xC1
 
 // metaOp is the body of a cluster entry.
 type metaOp struct {
-	Op  string `json:"op"` // "set", "del" or "noop" (Sync)
+	Op  string `json:"op"` // "set" or "del"
 	ID  string `json:"id"`
 	API string `json:"api,omitempty"`
 }
@@ -83,7 +83,6 @@ func (m *metaMap) apply(index uint64, body []byte) {
 		m.api[op.ID] = op.API
 	case "del":
 		delete(m.api, op.ID)
-	case "noop":
 	default:
 		panic(fmt.Sprintf("cluster: cluster entry %d: unknown op %q", index, op.Op))
 	}

@@ -105,6 +105,16 @@ var errorTable = []wireError{
 	{cluster.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the node is shutting down; retry", true},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "the write timed out; retry", true},
 	{context.Canceled, http.StatusServiceUnavailable, "unavailable", "the request was cancelled; retry", true},
+
+	// Operators (admin.go).
+	{errAdminDisabled, http.StatusForbidden, "admin_disabled", "no admin token is configured on this node", false},
+	{errNotClustered, http.StatusServiceUnavailable, "not_clustered", "this node runs without the cluster admin interface", false},
+	{cluster.ErrMemberExists, http.StatusConflict, "member_exists", "a member with this id or raft address exists", false},
+	{cluster.ErrMemberUnknown, http.StatusNotFound, "member_unknown", "no such member", false},
+	{cluster.ErrLastVoter, http.StatusConflict, "last_voter", "the last voter cannot be removed", false},
+	{cluster.ErrBadMember, http.StatusBadRequest, "bad_member", "the member id or an address is malformed", false},
+	{cluster.ErrBadSecret, http.StatusForbidden, "bad_secret", "wrong or missing cluster secret", false},
+	{mailbox.ErrBadSnapshot, http.StatusBadRequest, "bad_backup", "the backup is not a hub backup, or it is damaged", false},
 }
 
 // internalError is what an error outside the table becomes.

@@ -462,6 +462,9 @@ func (s *Server) handleMessageStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.store.Status(id)
+	if errors.Is(err, mailbox.ErrMessageUnknown) && s.caughtUp(r) {
+		st, err = s.store.Status(id) // published through another node a moment ago?
+	}
 	if err == nil && st.MailboxID != mb.ID {
 		err = mailbox.ErrMessageUnknown // another mailbox's: indistinguishable from none
 	}

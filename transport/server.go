@@ -222,6 +222,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/devices", s.handleListDevices)
 	m.HandleFunc("DELETE /v1/devices/{id}", s.handleDeleteDevice)
 
+	// Operators, and the calls between nodes (admin.go).
+	s.adminRoutes(m)
+
 	// Everything else: 404 or 405, as JSON.
 	m.HandleFunc("/", s.handleNoRoute)
 }

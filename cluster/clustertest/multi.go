@@ -30,10 +30,12 @@ type Member struct {
 	URL   string // base URL of its HTTP server: the node's API address
 	Store *mailbox.Store
 	Node  *cluster.Node
+	// Server is its HTTP server (URL); it answers 503 while the node is
+	// stopped.
+	Server *httptest.Server
 
 	dir      string
 	raftAddr string
-	srv      *httptest.Server
 	handler  atomic.Pointer[http.Handler]
 	running  bool
 }
@@ -77,18 +79,18 @@ func (c *Cluster) Add(t testing.TB) *Member {
 	if i >= 10 {
 		t.Fatal("clustertest: at most 10 members")
 	}
-	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h := m.handler.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return
 		}
 		http.Error(w, "node down", http.StatusServiceUnavailable)
 	}))
-	m.URL = m.srv.URL
+	m.URL = m.Server.URL
 	// Registered after t.TempDir, so it runs before the directory goes.
 	t.Cleanup(func() {
 		c.Stop(t, i)
-		m.srv.Close()
+		m.Server.Close()
 	})
 	c.Members = append(c.Members, m)
 	c.start(t, m, i == 0)
@@ -245,9 +247,9 @@ func (c *Cluster) WaitApplied(t testing.TB, index uint64) {
 	}
 }
 
-// Sync commits an empty entry through member 0 (forwarded to the leader)
-// and waits until every running member applied it: what was committed
-// before is then in every running member's store.
+// Sync waits until every running member applied what the leader has
+// applied: every write acknowledged before is then in every running
+// member's store.
 func (c *Cluster) Sync(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)

@@ -289,7 +289,8 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer, log io.Writer) 
 	if err := json.NewDecoder(br).Decode(&job); err != nil {
 		return fmt.Errorf("worker: read job: %w", err)
 	}
-	f := &fleet{nodes: []string{job.Node}, client: newClient([]string{job.Node}, 64), rec: newRecorder(time.Now()), log: log}
+	f := &fleet{nodes: []string{job.Node}, client: newClient([]string{job.Node}, 64), rec: newRecorder(time.Now()), log: log,
+		connecting: make(chan struct{}, 64)}
 	if job.Source != "" {
 		tr := f.client.http.Transport.(*http.Transport)
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(job.Source)}, Timeout: 30 * time.Second}

@@ -92,11 +92,27 @@ func (d *device) run(ctx context.Context) {
 // connect gets a ticket and runs one connection over the device's
 // transport; opened says whether it got as far as the welcome.
 func (d *device) connect(ctx context.Context, base string) (opened bool, err error) {
+	// At most ConnectConcurrency devices are between their ticket and their
+	// welcome at once.
+	select {
+	case d.fleet.connecting <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	var released bool
+	release := func() {
+		if !released {
+			released = true
+			<-d.fleet.connecting
+		}
+	}
+	defer release()
 	tk, err := d.fleet.client.ticket(ctx, base, d.user)
 	if err != nil {
 		return false, err
 	}
 	welcomed := func() {
+		release()
 		opened = true
 		d.fleet.connected.Add(1)
 	}

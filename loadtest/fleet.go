@@ -24,6 +24,8 @@ type fleet struct {
 	devices []*device
 	gate    gate
 
+	connecting chan struct{} // a slot per device between its ticket and its welcome
+
 	connected     atomic.Int64  // devices past their welcome now
 	disconnects   atomic.Uint64 // connections that ended
 	connectErrors atomic.Uint64 // connections that ended before their welcome
@@ -50,6 +52,8 @@ func newFleet(ctx context.Context, o *Options, rec *recorder) (*fleet, error) {
 		rec:    rec,
 		log:    o.Log,
 		users:  make([]*user, o.Users),
+
+		connecting: make(chan struct{}, o.ConnectConcurrency),
 	}
 	f.gate.init()
 	g, gctx := errgroup.WithContext(ctx)

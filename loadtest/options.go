@@ -26,8 +26,9 @@ type Options struct {
 	PayloadSize int           // bytes of each payload; default 64 (at least the 40 the checker writes)
 	Publishers  int           // publish requests in flight at most; default 64
 
-	ConnectTimeout time.Duration // for every device to connect; default 60s
-	DrainTimeout   time.Duration // after publishing, for every device to get everything; default 60s
+	ConnectTimeout     time.Duration // for every device to connect; default 60s
+	ConnectConcurrency int           // devices connecting (ticket to welcome) at once; default 256
+	DrainTimeout       time.Duration // after publishing, for every device to get everything; default 60s
 
 	// Connections: how many idle devices, over how many worker processes,
 	// and how to start a worker (default: this executable with "worker").
@@ -73,6 +74,7 @@ func (o *Options) withDefaults(rate, messages int) error {
 	def(&o.Messages, messages)
 	def(&o.PayloadSize, 64)
 	def(&o.Publishers, 64)
+	def(&o.ConnectConcurrency, 256)
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
 	}

@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&o.Workers, "workers", 0, "connections: worker processes (default: one per 10,000 connections)")
 	fs.IntVar(&o.KillPID, "kill-pid", 0, "failover: pid of the node to SIGKILL a third into the run (0: you are asked to)")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "for every device to connect (default 60s)")
+	fs.IntVar(&o.ConnectConcurrency, "connect-concurrency", 0, "devices connecting (ticket to welcome) at once (default 256)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "after publishing, for every message to arrive (default 60s; offline-drain 10m)")
 	report := fs.String("report", "hubload-"+name, "write PREFIX.json and PREFIX.html (empty: neither)")
 	quiet := fs.Bool("quiet", false, "no progress line")

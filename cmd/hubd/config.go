@@ -17,6 +17,9 @@ type config struct {
 	raftAddr         string
 	bootstrap        bool
 	adminToken       string
+	clusterSecret    string // authenticates the nodes of a cluster to each other
+	join             string // base URL of a member to join through, on first start
+	advertise        string // this node's API base URL for the other nodes
 	openRegistration bool
 	payloadLimit     int
 	defaultTTL       time.Duration
@@ -65,6 +68,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	str(&c.nodeID, "node-id", "node1", "raft server id of this node")
 	str(&c.raftAddr, "raft-addr", "127.0.0.1:7946", "raft TCP address, bound and advertised")
 	str(&c.adminToken, "admin-token", "", "bearer token for admin calls; empty refuses them")
+	str(&c.clusterSecret, "cluster-secret", "", "shared secret of the cluster's nodes (joins, forwarded writes); needed for more than one node")
+	str(&c.join, "join", "", "on first start, join the cluster through this member's HTTP URL instead of bootstrapping")
+	str(&c.advertise, "advertise", "", "this node's HTTP base URL as other nodes reach it; default http://<listen address>")
 	parsed(boolValue{&c.bootstrap}, "bootstrap", "on first start, make this node the single voter of a new cluster")
 	parsed(boolValue{&c.openRegistration}, "open-registration", "anyone may POST /v1/users (otherwise the admin token is needed)")
 	parsed(intValue{&c.payloadLimit}, "payload-limit", "largest message payload, in bytes")
@@ -83,6 +89,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	}
 	if envErr != nil {
 		return c, envErr
+	}
+	if c.join != "" && c.clusterSecret == "" {
+		return c, fmt.Errorf("--join needs --cluster-secret")
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())

@@ -67,7 +67,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		NodeID:    cfg.nodeID,
 		RaftAddr:  cfg.raftAddr,
 		Dir:       filepath.Join(cfg.dataDir, "raft"),
-		Bootstrap: cfg.bootstrap,
+		Bootstrap: cfg.bootstrap && cfg.join == "", // a joining node waits to be added
+		Secret:    cfg.clusterSecret,
 		Logger:    log,
 	}, store, appliedAll{sessions, dispatcher})
 	if err != nil {
@@ -116,6 +117,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return joinCluster(gctx, cfg, node, ln.Addr(), log) })
 	g.Go(func() error {
 		// Replay of the log is done and a leader is known: say so, for
 		// scripts and tests that wait for it.
@@ -138,4 +140,23 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	err = g.Wait()
 	// Sessions and requests are done: stop raft, then close the store.
 	return errors.Join(err, closeEngines())
+}
+
+// joinCluster tells the node its API address, and on a first start with
+// --join asks the cluster to add it (retrying until a member answers).
+func joinCluster(ctx context.Context, cfg config, node *cluster.Node, addr net.Addr, log *slog.Logger) error {
+	api := cfg.advertise
+	if api == "" {
+		api = "http://" + addr.String()
+	}
+	node.SetAPIAddr(api)
+	if cfg.join == "" || !node.Fresh() {
+		return nil
+	}
+	log.Info("joining the cluster", "via", cfg.join, "api", api)
+	err := cluster.JoinVia(ctx, cfg.join, cfg.clusterSecret, cluster.JoinRequest{ID: cfg.nodeID, RaftAddr: node.Addr(), APIAddr: api})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	return nil
 }

@@ -48,6 +48,7 @@ func FuzzCommandDecode(f *testing.F) {
 		{Kind: KindExpire, Expire: &Expire{Limit: 10}},
 		{Kind: KindAcks, At: 2, Acks: &Acks{Items: []Ack{{UserID: "u", DeviceID: "d", Seq: 1}}}},
 		{Kind: KindPublish, Publish: &Publish{Items: []PublishItem{{ID: "i", Data: "x"}}}},
+		{Kind: KindSettleReceipts, At: 3, SettleReceipts: &SettleReceipts{Items: []Settle{{MailboxID: "m", From: 1, Through: 4, Failed: true}}}},
 	} {
 		b, _ := c.Encode()
 		f.Add(b)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +81,35 @@ func TestReadWebhook(t *testing.T) {
 	if req("mb1", receipts.Sign("s", time.Now(), other), other) != nil {
 		t.Fatal("a receipt of another mailbox was read")
 	}
+}
+
+// FuzzVerifySignature: any header and body is refused with ErrSignature or
+// accepted only when the hub's signer made it; never a panic.
+func FuzzVerifySignature(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{"receipts":[]}`)
+	f.Add(receipts.Sign("k", now, body), body)
+	f.Add("t=1800000000,v1=zz,v1=", body)
+	f.Add(",,,t=,v1", []byte{})
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		err := hubclient.VerifySignatureAt("k", header, body, now, hubclient.DefaultTolerance)
+		if err != nil && !errors.Is(err, hubclient.ErrSignature) {
+			t.Fatalf("error without ErrSignature: %v", err)
+		}
+		if err != nil {
+			return
+		}
+		// Accepted: the header must hold the hub's MAC of this body at its t.
+		var mac string
+		for _, part := range strings.Split(header, ",") {
+			if k, v, _ := strings.Cut(strings.TrimSpace(part), "="); k == "t" {
+				if ts, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+					mac = strings.SplitN(receipts.Sign("k", time.Unix(ts, 0), body), ",v1=", 2)[1]
+				}
+			}
+		}
+		if mac == "" || !strings.Contains(strings.ToLower(header), mac) {
+			t.Fatalf("accepted a header the signer did not make: %q", header)
+		}
+	})
 }

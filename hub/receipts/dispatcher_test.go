@@ -580,3 +580,77 @@ func TestNewDispatcherSendsWhatWasNotSettled(t *testing.T) {
 	rc.checkInOrder(t, mb, len(ids))
 	r.waitOutboxEmpty(mb)
 }
+
+// TestLeadershipMovesDuringDispatch: three nodes, each with a dispatcher.
+// The leader's dispatcher is sending (one batch taken, the next held by
+// the endpoint) when the leader stops. The new leader's dispatcher sends
+// the rest: every receipt arrives, in order, once per message after
+// dropping duplicates by id.
+func TestLeadershipMovesDuringDispatch(t *testing.T) {
+	const n = 250
+	holding := make(chan struct{})
+	var holdOnce sync.Once
+	var mu sync.Mutex
+	hold := true
+	rc := newReceiver(t, func(k int, w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		h := hold && k > 1
+		mu.Unlock()
+		if h {
+			holdOnce.Do(func() { close(holding) })
+			<-r.Context().Done() // held until the old leader's dispatcher hangs up
+			return true
+		}
+		return false
+	})
+	var dispatchers sync.Map // member index -> *receipts.Dispatcher, the latest
+	c := clustertest.StartCluster(t, 3, clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = time.Hour }),
+		clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
+			d := receipts.New(fastConfig(), store)
+			dispatchers.Store(i, d)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+				defer cancel()
+				d.Close(ctx)
+			})
+			return d, func(m *clustertest.Member) http.Handler {
+				d.Start(m.Node, m.Node)
+				return nil
+			}
+		}))
+	leader := c.Leader(t)
+	user, _ := clustertest.NewUser(t, leader.Node)
+	r := &rig{t: t, node: leader.Node, store: leader.Store, user: user}
+	mb := r.mailbox(rc.url())
+	rc.trust(mb)
+	ids := r.publish(mb, n)
+	r.revoke(mb)
+
+	select {
+	case <-holding:
+	case <-time.After(clustertest.Timeout): // failsafe only
+		t.Fatal("the leader's dispatcher sent nothing")
+	}
+	// Requests from now on are taken; the one held stays held until the
+	// old leader's dispatcher hangs up, as its node stops.
+	mu.Lock()
+	hold = false
+	mu.Unlock()
+	c.Stop(t, leader.Index)
+	next := c.Leader(t)
+	if next.Index == leader.Index {
+		t.Fatal("leadership did not move")
+	}
+	got := rc.waitFor(mb, n)
+	for _, id := range ids {
+		if got[id].Status != "revoked" {
+			t.Fatalf("receipt of %s: %+v", id, got[id])
+		}
+	}
+	rc.checkInOrder(t, mb, n)
+	nd, _ := dispatchers.Load(next.Index)
+	if s := nd.(*receipts.Dispatcher).Stats(); !s.Leading || s.Sent == 0 {
+		t.Fatalf("new leader's dispatcher: %+v", s)
+	}
+	(&rig{t: t, store: next.Store}).waitOutboxEmpty(mb)
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +29,24 @@ type lateStore struct{ *mailbox.Store }
 
 func newRig(t *testing.T, cfg hub.Config) *rig {
 	t.Helper()
+	return newRigVia(t, cfg, nil)
+}
+
+// newRigVia is newRig with the hub proposing through via(node) when via is
+// not nil.
+func newRigVia(t *testing.T, cfg hub.Config, via func(*cluster.Node) hub.Proposer) *rig {
+	t.Helper()
 	var st lateStore
 	h := hub.New(cfg, &st)
 	store, node := clustertest.Start(t, clustertest.WithApplied(h), clustertest.WithConfig(func(c *cluster.Config) {
 		c.ExpireEvery = time.Hour
 	}))
 	st.Store = store
-	h.Start(node)
+	if via != nil {
+		h.Start(via(node))
+	} else {
+		h.Start(node)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
 		defer cancel()
@@ -249,5 +262,70 @@ func TestCloseEndsSessionsAndRefusesNew(t *testing.T) {
 	}
 	if _, err := r.hub.Attach(r.user, "phone", 0, w.wake); !errors.Is(err, hub.ErrClosed) {
 		t.Fatalf("attach after close: %v", err)
+	}
+}
+
+// ackRecorder passes commands on to the node and keeps the Acks ones.
+type ackRecorder struct {
+	*cluster.Node
+	mu   sync.Mutex
+	acks [][]mailbox.Ack
+}
+
+func (p *ackRecorder) Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, error) {
+	if cmd.Kind == mailbox.KindAcks {
+		p.mu.Lock()
+		p.acks = append(p.acks, slices.Clone(cmd.Acks.Items))
+		p.mu.Unlock()
+	}
+	return p.Node.Propose(ctx, cmd)
+}
+
+// TestALongAckIsProposedInSteps: a device that acks thousands of messages
+// at once (back from a long absence) moves its cursor in steps of at most
+// 1024 seqs a command, so that no command outgrows a badger transaction,
+// and ends where it acked, with the stream trimmed.
+func TestALongAckIsProposedInSteps(t *testing.T) {
+	rec := &ackRecorder{}
+	r := newRigVia(t, hub.Config{}, func(n *cluster.Node) hub.Proposer { rec.Node = n; return rec })
+	for range 6 {
+		r.publish(t, 500)
+	}
+	w := newWakes()
+	s, err := r.hub.Attach(r.user, "laptop", 0, w.wake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeUntil(t, s, w, 1000, 3000)
+	if err := s.Ack(3000); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(clustertest.Timeout)
+	for {
+		devs, err := r.store.Devices(r.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) == 1 && devs[0].Cursor == 3000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices: %+v", devs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the store
+	}
+	rec.mu.Lock()
+	var steps []mailbox.Seq
+	for _, batch := range rec.acks {
+		for _, a := range batch {
+			steps = append(steps, a.Seq)
+		}
+	}
+	rec.mu.Unlock()
+	if want := []mailbox.Seq{1024, 2048, 3000}; !slices.Equal(steps, want) {
+		t.Fatalf("acks proposed: %v, want %v", steps, want)
+	}
+	if msgs, err := r.store.Messages(r.user, 0, 0, time.Now().UnixNano()); err != nil || len(msgs) != 0 {
+		t.Fatalf("stream after the only device acked everything: %d messages, %v", len(msgs), err)
 	}
 }

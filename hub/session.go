@@ -229,9 +229,10 @@ func (s *Session) Ack(seq mailbox.Seq) error {
 		s.mu.Unlock()
 		return nil
 	}
+	prev := s.acked
 	s.acked = seq
 	s.mu.Unlock()
-	s.hub.acks.add(s.user, s.device, seq)
+	s.hub.acks.add(s.user, s.device, prev, seq)
 	return nil
 }
 

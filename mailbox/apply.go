@@ -23,11 +23,19 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	// leader's clock is behind the old one's.
 	at := max(cmd.At, s.lastAt)
 	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
-	defer a.txn.Discard()
+	defer func() { a.txn.Discard() }()
 
 	res, err := a.apply(cmd)
 	if err == nil {
 		err = a.flushReceiptLogs()
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		// Refuse the whole command: a fresh transaction records only that
+		// the entry was applied. Every node has the same state and limits,
+		// so every node refuses it alike.
+		a.txn.Discard()
+		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+		res, err = Result{Err: fmt.Errorf("%v: %w", cmd.Kind, ErrChangeTooLarge)}, nil
 	}
 	if err != nil {
 		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)

@@ -34,4 +34,9 @@ var (
 	ErrPayloadTooLarge = errors.New("payload too large")
 	// ErrTTLTooLarge: a TTL is over the configured maximum.
 	ErrTTLTooLarge = errors.New("ttl over the maximum")
+	// ErrChangeTooLarge: the command would write more than one badger
+	// transaction holds (about a hundred thousand keys), such as deleting
+	// a user with a very long stream. It is refused whole, on every node
+	// alike, rather than stopping the node on an entry it can never apply.
+	ErrChangeTooLarge = errors.New("change too large to apply in one step")
 )

@@ -26,6 +26,11 @@ type Options struct {
 	Policy Policy
 	// Logger receives badger's warnings and errors; nil discards them.
 	Logger badger.Logger
+	// MemTableSize is badger's memtable size in bytes; 0 means badger's
+	// default (64 MiB). One command's transaction holds at most about 15%
+	// of it (ErrChangeTooLarge above that), so every node of a cluster
+	// must use the same value.
+	MemTableSize int64
 }
 
 // Open opens (or creates) the store in dir.
@@ -41,6 +46,9 @@ func Open(dir string, o Options) (*Store, error) {
 		// Payloads are short text: compressing blocks cost a tenth of the
 		// CPU of a batch publish and saved little space.
 		WithCompression(options.None)
+	if o.MemTableSize > 0 {
+		bo = bo.WithMemTableSize(o.MemTableSize)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: open badger in %s: %w", dir, err)

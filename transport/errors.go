@@ -55,6 +55,7 @@ var errorTable = []wireError{
 	{errPayloadNotUTF8, http.StatusBadRequest, "payload_not_utf8", "the payload is not valid UTF-8", false},
 	{errBadTTL, http.StatusBadRequest, "bad_ttl", "TTL must be whole seconds within the allowed range", false},
 	{mailbox.ErrTTLTooLarge, http.StatusBadRequest, "bad_ttl", "TTL must be whole seconds within the allowed range", false},
+	{mailbox.ErrChangeTooLarge, http.StatusRequestEntityTooLarge, "change_too_large", "the change touches more data than one step may hold", false},
 	{errBadTopic, http.StatusBadRequest, "bad_topic", "Topic must be 1 to 32 characters of A-Z a-z 0-9 - _", false},
 	{errBadUrgency, http.StatusBadRequest, "bad_urgency", "Urgency must be very-low, low, normal or high", false},
 	{errBadIdempotencyKey, http.StatusBadRequest, "bad_idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters", false},

@@ -31,6 +31,7 @@ var wireErrors = map[string]error{
 	"invalid":              mailbox.ErrInvalid,
 	"payload_too_large":    mailbox.ErrPayloadTooLarge,
 	"ttl_too_large":        mailbox.ErrTTLTooLarge,
+	"change_too_large":     mailbox.ErrChangeTooLarge,
 	"bad_command":          mailbox.ErrBadCommand,
 	"bad_snapshot":         mailbox.ErrBadSnapshot,
 	"not_leader":           ErrNotLeader,

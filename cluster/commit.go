@@ -44,12 +44,23 @@ type entry struct {
 // On a follower, Publish forwards the items to the leader (forward.go) and
 // returns once this node has applied them too.
 func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mailbox.PublishedItem, error) {
-	out, _, err := n.publishLocal(ctx, items)
-	if errors.Is(err, errNotHere) {
-		return n.forwardPublish(ctx, items)
+	for range maxLeaderFlips {
+		out, _, err := n.publishLocal(ctx, items)
+		if !errors.Is(err, errNotHere) {
+			return out, err
+		}
+		out, err = n.forwardPublish(ctx, items)
+		if !errors.Is(err, errLeaderHere) {
+			return out, err
+		}
+		// This node became the leader while the forward waited for one.
 	}
-	return out, err
+	return nil, fmt.Errorf("cluster: publish: %w: leadership kept moving", ErrNotLeader)
 }
+
+// maxLeaderFlips bounds how often a write goes back and forth between
+// proposing here and forwarding while leadership moves.
+const maxLeaderFlips = 3
 
 // publishLocal is Publish on this node's own raft: it returns errNotHere,
 // having proposed nothing, when this node is not the leader. index is the
@@ -105,14 +116,20 @@ func (n *Node) Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Resul
 	if cmd == nil {
 		return mailbox.Result{}, errors.New("cluster: propose: nil command")
 	}
-	res, _, err := n.proposeLocal(ctx, cmd)
-	if errors.Is(err, errNotHere) {
-		res, err = n.forwardPropose(ctx, cmd)
+	for range maxLeaderFlips {
+		res, _, err := n.proposeLocal(ctx, cmd)
+		if errors.Is(err, errNotHere) {
+			res, err = n.forwardPropose(ctx, cmd)
+			if errors.Is(err, errLeaderHere) {
+				continue // this node became the leader while the forward waited
+			}
+		}
+		if err != nil {
+			return mailbox.Result{}, err
+		}
+		return res, res.Err
 	}
-	if err != nil {
-		return mailbox.Result{}, err
-	}
-	return res, res.Err
+	return mailbox.Result{}, fmt.Errorf("cluster: propose %v: %w: leadership kept moving", cmd.Kind, ErrNotLeader)
 }
 
 // proposeLocal is Propose on this node's own raft: it returns errNotHere,

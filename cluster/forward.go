@@ -217,6 +217,12 @@ func (n *Node) do(req *http.Request, out any) error {
 		Error *wireError `json:"error"`
 	}
 	if json.Unmarshal(b, &e) != nil || e.Error == nil {
+		if resp.StatusCode >= 500 {
+			// Not a node's answer (a proxy, a node half started or
+			// stopped): the write may or may not have been done, as
+			// after a cut connection.
+			return fmt.Errorf("%w: %s answered %d: %.200s", ErrNoQuorum, req.URL.Path, resp.StatusCode, b)
+		}
 		return fmt.Errorf("cluster: %s answered %d: %.200s", req.URL.Path, resp.StatusCode, b)
 	}
 	if resp.StatusCode == http.StatusMisdirectedRequest {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/cluster/clustertest"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
@@ -332,5 +333,71 @@ func TestConnectionsOverWorkerProcesses(t *testing.T) {
 	defer cancel()
 	if err := waitFor(ctx, "sessions to end", func() bool { return n.hub.Stats().Sessions == 0 }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFailoverOfTheLeader runs the failover scenario against a three-node
+// in-process cluster (real raft over loopback, a badger and a hub per node)
+// and kills the leader a third into the run: its sessions end, its HTTP
+// server answers nothing but 503, its raft stops. Publishes retried with
+// their keys on the other nodes and devices reconnecting elsewhere must
+// lose nothing and duplicate nothing.
+func TestFailoverOfTheLeader(t *testing.T) {
+	type parts struct {
+		hub *hub.Hub
+		api *transport.Server
+	}
+	var mu sync.Mutex
+	nodes := map[int]parts{}
+	c := clustertest.StartCluster(t, 3, clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
+		h := hub.New(hub.Config{}, store)
+		return h, func(m *clustertest.Member) http.Handler {
+			h.Start(m.Node)
+			api := transport.New(transport.Config{OpenRegistration: true}, m.Store, m.Node, h)
+			mu.Lock()
+			nodes[i] = parts{h, api}
+			mu.Unlock()
+			t.Cleanup(func() { stopParts(t, h, api) })
+			return api.Handler()
+		}
+	}))
+	var urls []string
+	for _, m := range c.Members {
+		urls = append(urls, m.URL)
+	}
+	leader := c.Leader(t)
+	o := Options{
+		Nodes: urls, Users: 6, Devices: 2, Rate: 200, Duration: 3 * time.Second,
+		ConnectTimeout: 30 * time.Second, DrainTimeout: 30 * time.Second,
+		Kill: func() error {
+			mu.Lock()
+			p := nodes[leader.Index]
+			mu.Unlock()
+			stopParts(t, p.hub, p.api) // its devices hear going_away
+			leader.Server.CloseClientConnections()
+			c.Stop(t, leader.Index)
+			return nil
+		},
+	}
+	res := mustPass(t, "failover", o)
+	if want := uint64(o.Rate) * uint64(o.Duration/time.Second); res.Verdict.Published != want {
+		t.Errorf("published %d, want %d", res.Verdict.Published, want)
+	}
+	// The devices of the dead node (a third of them) found another.
+	if got := figure(t, res, "devices reconnected"); got < float64(o.Users*o.Devices/3) {
+		t.Errorf("devices reconnected %v, want at least %d", got, o.Users*o.Devices/3)
+	}
+	if next := c.Leader(t); next.Index == leader.Index {
+		t.Errorf("leadership did not move")
+	}
+}
+
+// stopParts closes a node's hub and API once, within the package's bound.
+func stopParts(t *testing.T, h *hub.Hub, api *transport.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h.Close(ctx)
+	if err := api.Close(ctx); err != nil {
+		t.Errorf("close api: %v", err)
 	}
 }

@@ -44,12 +44,19 @@ func (s *Server) authMailbox(r *http.Request) (mailbox.Mailbox, error) {
 	if !ok || !mailbox.ValidToken(token) {
 		return mailbox.Mailbox{}, errUnauthorized
 	}
-	mb, err := s.store.MailboxByToken(token)
-	if errors.Is(err, mailbox.ErrTokenUnknown) && s.caughtUp(r) {
-		mb, err = s.store.MailboxByToken(token) // made through another node a moment ago?
-	}
+	mb, err := s.mailboxByToken(r, token)
 	if errors.Is(err, mailbox.ErrTokenUnknown) {
 		return mailbox.Mailbox{}, errUnauthorized
+	}
+	return mb, err
+}
+
+// mailboxByToken looks a token's mailbox up, catching up with the leader
+// once if it is not here (made through another node a moment ago?).
+func (s *Server) mailboxByToken(r *http.Request, token string) (mailbox.Mailbox, error) {
+	mb, err := s.store.MailboxByToken(token)
+	if errors.Is(err, mailbox.ErrTokenUnknown) && s.caughtUp(r) {
+		mb, err = s.store.MailboxByToken(token)
 	}
 	return mb, err
 }

@@ -167,6 +167,9 @@ func (s *Server) userMailbox(r *http.Request) (mailbox.User, mailbox.Mailbox, er
 		return u, mailbox.Mailbox{}, mailbox.ErrMailboxUnknown
 	}
 	mb, err := s.store.Mailbox(u.ID, id)
+	if errors.Is(err, mailbox.ErrMailboxUnknown) && s.caughtUp(r) {
+		mb, err = s.store.Mailbox(u.ID, id) // made through another node a moment ago?
+	}
 	return u, mb, err
 }
 

@@ -413,7 +413,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Look first, so that an unknown or revoked token costs no log entry.
-	mb, err := s.store.MailboxByToken(token)
+	mb, err := s.mailboxByToken(r, token)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -145,18 +145,15 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, mailbox.ErrDeviceUnknown)
 		return
 	}
-	// Look first, so that a wrong id costs no log entry.
-	devs, err := s.store.Devices(u.ID)
+	// Look first, so that a wrong id costs no log entry; a device that
+	// connected through another node a moment ago may not be here yet.
+	known, err := s.hasDevice(u.ID, id)
+	if err == nil && !known && s.caughtUp(r) {
+		known, err = s.hasDevice(u.ID, id)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	known := false
-	for _, d := range devs {
-		if d.ID == id {
-			known = true
-			break
-		}
 	}
 	if !known {
 		s.writeError(w, r, mailbox.ErrDeviceUnknown)
@@ -171,4 +168,18 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// hasDevice reports whether the user has the device in this node's store.
+func (s *Server) hasDevice(userID, deviceID string) (bool, error) {
+	devs, err := s.store.Devices(userID)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range devs {
+		if d.ID == deviceID {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -1,10 +1,15 @@
 package transport_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -470,5 +475,180 @@ func TestWSPingTimeout(t *testing.T) {
 	}
 	if pings == 0 {
 		t.Fatal("closed without a ping first")
+	}
+}
+
+// rawWS is a device speaking the WebSocket protocol by hand over TCP, to
+// send bytes the way a library would not: frames together with the
+// handshake, several frames in one write.
+type rawWS struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// rawFrame is a masked client text frame (the mask key is zero).
+func rawFrame(payload string) string {
+	if len(payload) > 125 {
+		panic("rawFrame: long payload")
+	}
+	return string([]byte{0x81, 0x80 | byte(len(payload)), 0, 0, 0, 0}) + payload
+}
+
+// dialRawWS sends the upgrade request with early (frames) right behind it,
+// in one write, and reads the 101.
+func (h *testHub) dialRawWS(t *testing.T, early string) *rawWS {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(clustertest.Timeout))
+	req := "GET /v1/ws HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(conn, req+early); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	return &rawWS{conn: conn, br: br}
+}
+
+func (c *rawWS) send(t *testing.T, frames string) {
+	t.Helper()
+	if _, err := io.WriteString(c.conn, frames); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recv reads the next text frame that is not a ping.
+func (c *rawWS) recv(t *testing.T) wsFrame {
+	t.Helper()
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		n := uint64(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			var b [2]byte
+			io.ReadFull(c.br, b[:])
+			n = uint64(binary.BigEndian.Uint16(b[:]))
+		case 127:
+			var b [8]byte
+			io.ReadFull(c.br, b[:])
+			n = binary.BigEndian.Uint64(b[:])
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(c.br, payload); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if op := hdr[0] & 0x0f; op != 1 {
+			t.Fatalf("frame with opcode %d: %q", op, payload)
+		}
+		var f wsFrame
+		if err := json.Unmarshal(payload, &f); err != nil {
+			t.Fatalf("frame %s: %v", payload, err)
+		}
+		if f.Type != "ping" {
+			return f
+		}
+	}
+}
+
+// The frames a device sends come in whatever pieces the network makes of
+// them: with the handshake, several in one segment, or split mid-frame.
+// Each is read and answered without waiting for more bytes.
+func TestWSFramesInAnyPieces(t *testing.T) {
+	h := startHub(t, openConfig())
+	a := h.newAccount(t) // seq 1 waiting
+	hello := fmt.Sprintf(`{"type":"hello","ticket":%q,"device":"raw"}`, h.ticket(t, a.secret))
+	c := h.dialRawWS(t, rawFrame(hello))
+	if w := c.recv(t); w.Type != "welcome" || w.Device != "raw" {
+		t.Fatalf("welcome: %+v", w)
+	}
+	h.publish(t, a.token, "m2", nil)
+	for want := uint64(1); want <= 2; want++ {
+		if m := c.recv(t); m.Type != "msg" || m.Seq != want {
+			t.Fatalf("msg %d: %+v", want, m)
+		}
+	}
+	// Two acks and a ping in one write: the pong comes, the cursor moves.
+	c.send(t, rawFrame(`{"type":"ack","seq":1}`)+rawFrame(`{"type":"ack","seq":2}`)+rawFrame(`{"type":"ping"}`))
+	if f := c.recv(t); f.Type != "pong" {
+		t.Fatalf("after ack, ack, ping: %+v, want a pong", f)
+	}
+	h.waitCursor(t, a.userID, "raw", 2)
+	// A ping split inside its header, then inside its body.
+	ping := rawFrame(`{"type":"ping"}`)
+	for _, cut := range []int{1, 9} {
+		c.send(t, ping[:cut])
+		c.send(t, ping[cut:])
+		if f := c.recv(t); f.Type != "pong" {
+			t.Fatalf("split ping: %+v, want a pong", f)
+		}
+	}
+}
+
+// A backlog larger than one write's buffer arrives whole and in order.
+func TestWSLargeBacklog(t *testing.T) {
+	h := startHub(t, openConfig())
+	a := h.newAccount(t) // seq 1 waiting
+	payload := strings.Repeat("y", 3000)
+	for i := 2; i <= 100; i++ {
+		h.publish(t, a.token, fmt.Sprintf("%d:%s", i, payload), nil)
+	}
+	c, _ := h.wsHello(t, a.secret, "laptop", nil)
+	for i, m := range recvMsgs(t, c, 0, 100)[1:] {
+		if m.Data != fmt.Sprintf("%d:%s", i+2, payload) {
+			t.Fatalf("msg %d: %.20q...", i+2, m.Data)
+		}
+	}
+}
+
+// An idle connection waits in one goroutine parked a few frames deep, not
+// in the websocket library's read: a goroutine's stack never shrinks below
+// twice the depth it parks at, and this is what keeps an idle device at a
+// 2 KiB stack (BENCHMARKS.md). The frames it had (a ping, an ack) were read
+// by a goroutine that has ended.
+func TestWSIdleConnectionWaitsShallow(t *testing.T) {
+	switch runtime.GOOS {
+	case "windows", "plan9", "js", "wasip1":
+		t.Skip("no socket peek here: the reader waits in its read")
+	}
+	h := startHub(t, openConfig())
+	a := h.newAccount(t) // seq 1 waiting
+	c, _ := h.wsHello(t, a.secret, "laptop", nil)
+	recvMsgs(t, c, 0, 1)
+	wsSend(t, c, `{"type":"ack","seq":1}`)
+	wsSend(t, c, `{"type":"ping"}`)
+	if f := mustRecv(t, c); f.Type != "pong" {
+		t.Fatalf("after ping: %+v", f)
+	}
+	h.waitCursor(t, a.userID, "laptop", 1)
+
+	// The goroutines of the connection: its waiter, and a reader until the
+	// frames are handled.
+	var conn []string
+	deadline := time.Now().Add(clustertest.Timeout)
+	for time.Now().Before(deadline) {
+		buf := make([]byte, 1<<20)
+		conn = conn[:0]
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "(*wsConn).read") {
+				conn = append(conn, g)
+			}
+		}
+		if len(conn) == 1 && !strings.Contains(conn[0], "(*wsConn).readFrames(") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling goroutine states; not a synchronisation by time
+	}
+	if len(conn) != 1 || !strings.Contains(conn[0], "transport.awaitReadable(") || strings.Contains(conn[0], "websocket.(*Conn)") {
+		t.Fatalf("the idle connection does not wait in one shallow goroutine:\n%s", strings.Join(conn, "\n\n"))
 	}
 }

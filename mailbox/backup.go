@@ -34,18 +34,6 @@ func RewriteSnapshot(w io.Writer, r io.Reader, index uint64) (int64, error) {
 		return cw.n, err
 	}
 	var lenBuf [binary.MaxVarintLen64]byte
-	readBytes := func() ([]byte, error) {
-		n, err := binary.ReadUvarint(tr)
-		if err != nil {
-			return nil, err
-		}
-		if n > 64<<20 {
-			return nil, fmt.Errorf("record of %d bytes", n)
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(tr, b)
-		return b, err
-	}
 	writeBytes := func(b []byte) error {
 		if _, err := mw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(b)))]); err != nil {
 			return err
@@ -54,7 +42,7 @@ func RewriteSnapshot(w io.Writer, r io.Reader, index uint64) (int64, error) {
 		return err
 	}
 	for {
-		k, err := readBytes()
+		k, err := readRecord(tr)
 		if err != nil {
 			return cw.n, fmt.Errorf("%w: key: %v", ErrBadSnapshot, err)
 		}
@@ -64,7 +52,7 @@ func RewriteSnapshot(w io.Writer, r io.Reader, index uint64) (int64, error) {
 		if len(k) == 0 {
 			break
 		}
-		v, err := readBytes()
+		v, err := readRecord(tr)
 		if err != nil {
 			return cw.n, fmt.Errorf("%w: value of %q: %v", ErrBadSnapshot, k, err)
 		}

@@ -129,27 +129,15 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	readBytes := func() ([]byte, error) {
-		n, err := binary.ReadUvarint(tr)
-		if err != nil {
-			return nil, err
-		}
-		if n > 64<<20 {
-			return nil, fmt.Errorf("record of %d bytes", n)
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(tr, b)
-		return b, err
-	}
 	for {
-		k, err := readBytes()
+		k, err := readRecord(tr)
 		if err != nil {
 			return fmt.Errorf("%w: key: %v", ErrBadSnapshot, err)
 		}
 		if len(k) == 0 {
 			break
 		}
-		v, err := readBytes()
+		v, err := readRecord(tr)
 		if err != nil {
 			return fmt.Errorf("%w: value of %q: %v", ErrBadSnapshot, k, err)
 		}
@@ -185,5 +173,20 @@ func (t *teeByteReader) ReadByte() (byte, error) {
 	if err == nil {
 		t.h.Write([]byte{b})
 	}
+	return b, err
+}
+
+// readRecord reads one length-prefixed record of a snapshot or backup
+// stream (a uvarint length, then the bytes), refusing lengths over 64 MiB.
+func readRecord(r *teeByteReader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > 64<<20 {
+		return nil, fmt.Errorf("record of %d bytes", n)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
 	return b, err
 }

@@ -1,17 +1,14 @@
 package transport_test
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/notifyhub/hub/cluster"
-	"github.com/notifyhub/hub/cluster/clustertest"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
-	"github.com/notifyhub/hub/transport"
 )
 
 // heldApplies holds a node's applies (its FSM waits before telling the
@@ -44,24 +41,14 @@ func (h *heldApplies) shut() (open func()) {
 // the follower apply), and looks again. Without the catch-up these answer
 // 404.
 func TestFollowerCatchesUpBeforeA404(t *testing.T) {
-	cfg := openConfig()
 	held := make([]*heldApplies, 3)
-	hubs := make([]*testHub, 3)
 	var onSync atomic.Pointer[func()] // called when a sync call reaches a node
-	c := clustertest.StartCluster(t, 3, clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
-		h := hub.New(hub.Config{}, store)
-		held[i] = &heldApplies{next: h}
-		return held[i], func(m *clustertest.Member) http.Handler {
-			h.Start(m.Node)
-			api := transport.New(cfg, m.Store, m.Node, h)
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
-				defer cancel()
-				h.Close(ctx)
-				api.Close(ctx)
-			})
-			hubs[i] = &testHub{srv: m.Server, store: m.Store, node: m.Node, hub: h, api: api, cfg: cfg}
-			next := api.Handler()
+	c, hubs := startClusterHubsWith(t, 3, openConfig(), clusterHooks{
+		applied: func(i int, h *hub.Hub) cluster.Applied {
+			held[i] = &heldApplies{next: h}
+			return held[i]
+		},
+		handler: func(_ int, next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/internal/v1/sync" {
 					if f := onSync.Load(); f != nil {
@@ -70,8 +57,8 @@ func TestFollowerCatchesUpBeforeA404(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-		}
-	}))
+		},
+	})
 	leader := hubs[c.Leader(t).Index]
 	follower := hubs[c.Followers(t)[0].Index]
 	fheld := held[c.Followers(t)[0].Index]

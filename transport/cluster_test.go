@@ -22,10 +22,27 @@ const adminToken = "admin-secret-token"
 // API on its own listener, as n hubd processes would.
 func startClusterHubs(t *testing.T, n int, cfg transport.Config) (*clustertest.Cluster, []*testHub) {
 	t.Helper()
+	return startClusterHubsWith(t, n, cfg, clusterHooks{})
+}
+
+// clusterHooks let a test stand between a node's parts: applied wraps
+// what the node reports applied entries to (its hub), handler wraps its
+// HTTP handler. Nil hooks wrap nothing.
+type clusterHooks struct {
+	applied func(i int, h *hub.Hub) cluster.Applied
+	handler func(i int, next http.Handler) http.Handler
+}
+
+func startClusterHubsWith(t *testing.T, n int, cfg transport.Config, hooks clusterHooks) (*clustertest.Cluster, []*testHub) {
+	t.Helper()
 	hubs := make([]*testHub, n, 10)
 	c := clustertest.StartCluster(t, n, clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
 		h := hub.New(hub.Config{}, store)
-		return h, func(m *clustertest.Member) http.Handler {
+		var applied cluster.Applied = h
+		if hooks.applied != nil {
+			applied = hooks.applied(i, h)
+		}
+		return applied, func(m *clustertest.Member) http.Handler {
 			h.Start(m.Node)
 			api := transport.New(cfg, m.Store, m.Node, h)
 			t.Cleanup(func() {
@@ -38,6 +55,9 @@ func startClusterHubs(t *testing.T, n int, cfg transport.Config) (*clustertest.C
 				hubs = append(hubs, nil)
 			}
 			hubs[i] = &testHub{srv: m.Server, store: m.Store, node: m.Node, hub: h, api: api, cfg: cfg}
+			if hooks.handler != nil {
+				return hooks.handler(i, api.Handler())
+			}
 			return api.Handler()
 		}
 	}))

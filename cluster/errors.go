@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/raft"
 )
@@ -32,6 +33,10 @@ var (
 	// ErrLastVoter: removing the member would leave the cluster without a
 	// voter. Nothing changed.
 	ErrLastVoter = errors.New("cannot remove the last voter")
+	// ErrMembershipBusy: other membership changes kept committing while this
+	// one waited, so raft refused it each time it was tried on the newest
+	// configuration. Nothing changed; a retry is safe.
+	ErrMembershipBusy = errors.New("the membership is changing; retry")
 	// ErrBadMember: a join's id, raft address or API address is malformed.
 	ErrBadMember = errors.New("bad member id or address")
 	// ErrBadSecret: a call between nodes bore no cluster secret or the wrong
@@ -57,9 +62,15 @@ func raftErr(err error) error {
 		return fmt.Errorf("%w (%v)", ErrNoQuorum, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed
+	case strings.HasPrefix(err.Error(), raftConfigChanged):
+		return fmt.Errorf("%w (%v)", ErrMembershipBusy, err)
 	}
 	return err
 }
+
+// raftConfigChanged starts the error raft answers a membership change whose
+// prevIndex is no longer the latest configuration's (it has no sentinel).
+const raftConfigChanged = "configuration changed since"
 
 // ctxErr is the error of a caller whose context ended: a passed deadline also
 // reads as ErrNoQuorum, since nothing committed in the time the caller gave.

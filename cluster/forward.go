@@ -280,8 +280,9 @@ func (n *Node) CallPeer(ctx context.Context, method, apiAddr, path string, out a
 
 // JoinVia asks the cluster that the node at seed (the base URL of any
 // member's HTTP API) belongs to, to add the node req describes as a voter,
-// with the cluster secret. It tries again while the seed cannot be reached
-// or has no leader, until ctx ends; a refusal (wrong secret, an id or
+// with the cluster secret. It tries again while the seed cannot be reached,
+// has no leader or is busy with another membership change, until ctx ends;
+// a refusal (wrong secret, an id or
 // address taken) ends it at once. hubd --join calls it on a node's first
 // start.
 func JoinVia(ctx context.Context, seed, secret string, req JoinRequest) error {
@@ -302,7 +303,7 @@ func JoinVia(ctx context.Context, seed, secret string, req JoinRequest) error {
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, errRetry), errors.Is(err, ErrNoQuorum), errors.Is(err, ErrNotLeader):
+		case errors.Is(err, errRetry), errors.Is(err, ErrNoQuorum), errors.Is(err, ErrNotLeader), errors.Is(err, ErrMembershipBusy):
 		default:
 			return fmt.Errorf("cluster: join %s via %s: %w", req.ID, seed, err)
 		}

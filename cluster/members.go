@@ -15,8 +15,12 @@ import (
 // on a follower they are forwarded to it, like writes. Each is checked
 // against raft's current configuration first and refused without a change
 // when it would make no sense (ErrMemberExists, ErrMemberUnknown,
-// ErrLastVoter); raft's prevIndex makes a concurrent change fail instead of
-// racing.
+// ErrLastVoter). On the leader they run one at a time (Node.membership), so
+// that two joins cannot both pass the checks. Should raft still answer that
+// the configuration changed meanwhile (its prevIndex check, a change by a
+// former leader), the change is checked and tried again on the new
+// configuration, up to membershipTries times in all, and then refused with
+// ErrMembershipBusy (503, retryable; hubd --join keeps trying).
 
 // JoinRequest describes a node that asks to join.
 type JoinRequest struct {
@@ -84,13 +88,46 @@ func (n *Node) Join(ctx context.Context, req JoinRequest) error {
 	return nil
 }
 
-func (n *Node) joinLocal(req JoinRequest) error {
+// membershipTries bounds how often a membership change is tried on a
+// configuration that keeps changing under it.
+const membershipTries = 5
+
+// changeMembership runs a membership change on the leader, alone, again on
+// a fresh configuration while raft answers that the configuration changed.
+func (n *Node) changeMembership(change func() error) error {
+	n.membership.Lock()
+	defer n.membership.Unlock()
+	var err error
+	for range membershipTries {
+		if err = change(); !errors.Is(err, ErrMembershipBusy) {
+			return err
+		}
+	}
+	return err
+}
+
+// configuration reads raft's latest configuration on the leader. (raft
+// v1.7.3's GetConfiguration leaves its Index 0, which turns raft's prevIndex
+// check off: Node.membership is what keeps changes from racing here.)
+func (n *Node) configuration() (raft.ConfigurationFuture, error) {
 	if n.raft.State() != raft.Leader {
-		return errNotHere
+		return nil, errNotHere
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
-		return raftErr(err)
+		return nil, raftErr(err)
+	}
+	return cf, nil
+}
+
+func (n *Node) joinLocal(req JoinRequest) error {
+	return n.changeMembership(func() error { return n.joinOnce(req) })
+}
+
+func (n *Node) joinOnce(req JoinRequest) error {
+	cf, err := n.configuration()
+	if err != nil {
+		return err
 	}
 	for _, s := range cf.Configuration().Servers {
 		sameID, sameAddr := string(s.ID) == req.ID, string(s.Address) == req.RaftAddr
@@ -135,12 +172,13 @@ type removeRequest struct {
 }
 
 func (n *Node) removeLocal(id string) error {
-	if n.raft.State() != raft.Leader {
-		return errNotHere
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return raftErr(err)
+	return n.changeMembership(func() error { return n.removeOnce(id) })
+}
+
+func (n *Node) removeOnce(id string) error {
+	cf, err := n.configuration()
+	if err != nil {
+		return err
 	}
 	servers := cf.Configuration().Servers
 	i := slices.IndexFunc(servers, func(s raft.Server) bool { return string(s.ID) == id })

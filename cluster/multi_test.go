@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,5 +352,81 @@ func TestBackupRestore(t *testing.T) {
 	res := clustertest.Publish(t, f.Node, token, "next")
 	if res[0].Status.Seq != 2 {
 		t.Errorf("next seq %d, want 2", res[0].Status.Seq)
+	}
+}
+
+// TestConcurrentMembershipChanges: nodes that join at once, and removals
+// asked at once through different members, all get through. raft refuses a
+// change whose configuration moved on meanwhile ("configuration changed
+// since"); the leader tries it again on the new configuration instead of
+// answering an internal error (which made hubd --join give up).
+func TestConcurrentMembershipChanges(t *testing.T) {
+	c := clustertest.StartCluster(t, 2)
+	added := c.AddConcurrently(t, 3)
+	c.WaitMembers(t)
+	if ids := memberIDs(t, c.Leader(t).Node); !slices.Equal(ids, []string{"n0", "n1", "n2", "n3", "n4"}) {
+		t.Fatalf("members %v", ids)
+	}
+
+	via := c.Running()
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, m := range added[:2] {
+		wg.Go(func() { errs[i] = via[i].Node.Remove(ctx(t), m.ID) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("remove %s through %s: %v", added[i].ID, via[i].ID, err)
+		}
+	}
+	for _, m := range added[:2] {
+		c.Stop(t, m.Index)
+	}
+	if ids := memberIDs(t, c.Leader(t).Node); !slices.Equal(ids, []string{"n0", "n1", "n4"}) {
+		t.Errorf("members after the removals %v", ids)
+	}
+}
+
+// TestConcurrentJoinsOfOneID: joins of one id from different addresses,
+// asked at once, cannot both pass the checks: one wins, the others are
+// refused with ErrMemberExists, and the member keeps the winner's address.
+func TestConcurrentJoinsOfOneID(t *testing.T) {
+	c := clustertest.StartCluster(t, 2)
+	l := c.Leader(t)
+	const k = 8
+	errs := make([]error, k)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() {
+			<-start
+			errs[i] = l.Node.Join(ctx(t), cluster.JoinRequest{ID: "n7", RaftAddr: fmt.Sprintf("127.0.0.1:%d", 20+i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("joins %d and %d of n7 both succeeded", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, cluster.ErrMemberExists):
+			t.Errorf("join %d: %v, want ErrMemberExists", i, err)
+		}
+	}
+	ms, err := l.Node.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.ID == "n7" && won >= 0 && m.RaftAddr != fmt.Sprintf("127.0.0.1:%d", 20+won) {
+			t.Errorf("n7 is at %s, but the join from 127.0.0.1:%d won", m.RaftAddr, 20+won)
+		}
+	}
+	if err := l.Node.Remove(ctx(t), "n7"); err != nil {
+		t.Fatal(err)
 	}
 }

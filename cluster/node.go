@@ -34,6 +34,10 @@ type Node struct {
 	changed  broadcast // leader, raft state or applied index changed
 	fresh    bool      // Dir held no raft state at Open
 
+	// membership serialises the leader's membership changes (members.go),
+	// so that each checks the configuration and changes it alone.
+	membership sync.Mutex
+
 	client  *http.Client           // calls to other nodes (forward.go)
 	apiAddr atomic.Pointer[string] // this node's API base URL, once set
 	apiSet  chan struct{}          // cap 1: SetAPIAddr was called

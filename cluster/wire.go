@@ -40,6 +40,7 @@ var wireErrors = map[string]error{
 	"member_exists":        ErrMemberExists,
 	"member_unknown":       ErrMemberUnknown,
 	"last_voter":           ErrLastVoter,
+	"membership_busy":      ErrMembershipBusy,
 	"bad_member":           ErrBadMember,
 	"bad_secret":           ErrBadSecret,
 	"deadline":             context.DeadlineExceeded,
@@ -70,7 +71,7 @@ func toWire(err error) *wireError {
 // wireOrder is the order toWire tries the sentinels in: cluster's first,
 // since they may wrap a context error.
 var wireOrder = func() []string {
-	first := []string{"not_leader", "no_quorum", "closed", "member_exists", "member_unknown", "last_voter", "bad_member", "bad_secret"}
+	first := []string{"not_leader", "no_quorum", "closed", "member_exists", "member_unknown", "last_voter", "membership_busy", "bad_member", "bad_secret"}
 	seen := map[string]bool{}
 	for _, c := range first {
 		seen[c] = true

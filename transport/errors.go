@@ -113,6 +113,7 @@ var errorTable = []wireError{
 	{cluster.ErrMemberExists, http.StatusConflict, "member_exists", "a member with this id or raft address exists", false},
 	{cluster.ErrMemberUnknown, http.StatusNotFound, "member_unknown", "no such member", false},
 	{cluster.ErrLastVoter, http.StatusConflict, "last_voter", "the last voter cannot be removed", false},
+	{cluster.ErrMembershipBusy, http.StatusServiceUnavailable, "membership_busy", "another membership change is in progress; retry", true},
 	{cluster.ErrBadMember, http.StatusBadRequest, "bad_member", "the member id or an address is malformed", false},
 	{cluster.ErrBadSecret, http.StatusForbidden, "bad_secret", "wrong or missing cluster secret", false},
 	{mailbox.ErrBadSnapshot, http.StatusBadRequest, "bad_backup", "the backup is not a hub backup, or it is damaged", false},

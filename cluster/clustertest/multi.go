@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +75,67 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 // bootstraps it). It returns once the new node is ready.
 func (c *Cluster) Add(t testing.TB) *Member {
 	t.Helper()
+	m := c.newMember(t)
+	if m.Index > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		leader := c.Members[0].Node
+		if err := leader.Join(ctx, cluster.JoinRequest{ID: m.ID, RaftAddr: m.raftAddr, APIAddr: m.URL}); err != nil {
+			t.Fatalf("join %s: %v", m.ID, err)
+		}
+		c.waitJoined(t, m)
+	}
+	return m
+}
+
+// AddConcurrently starts k new members and has them all ask to join at once,
+// each through another running member (as k hubd --join started together
+// would, with cluster.JoinVia). It returns once every new node is ready, and
+// fails t if any join is refused.
+func (c *Cluster) AddConcurrently(t testing.TB, k int) []*Member {
+	t.Helper()
+	via := c.Running()
+	var ms []*Member
+	for range k {
+		ms = append(ms, c.newMember(t))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Go(func() {
+			errs[i] = cluster.JoinVia(ctx, via[i%len(via)].URL, c.Secret, cluster.JoinRequest{ID: m.ID, RaftAddr: m.raftAddr, APIAddr: m.URL})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("join %s: %v", ms[i].ID, err)
+		}
+	}
+	for _, m := range ms {
+		c.waitJoined(t, m)
+	}
+	return ms
+}
+
+// waitJoined waits until m, just joined, is ready and has caught up with
+// what the cluster had when it joined.
+func (c *Cluster) waitJoined(t testing.TB, m *Member) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	WaitReady(t, m.Node)
+	if err := m.Node.WaitApplied(ctx, c.Running()[0].Node.Stats().CommitIndex); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newMember starts a new member's server and node (bootstrapping it when it
+// is the first), without joining it.
+func (c *Cluster) newMember(t testing.TB) *Member {
+	t.Helper()
 	i := len(c.Members)
 	m := &Member{Index: i, ID: "n" + string(rune('0'+i)), dir: t.TempDir(), raftAddr: "127.0.0.1:0"}
 	if i >= 10 {
@@ -94,19 +156,6 @@ func (c *Cluster) Add(t testing.TB) *Member {
 	})
 	c.Members = append(c.Members, m)
 	c.start(t, m, i == 0)
-	if i > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-		defer cancel()
-		leader := c.Members[0].Node
-		if err := leader.Join(ctx, cluster.JoinRequest{ID: m.ID, RaftAddr: m.raftAddr, APIAddr: m.URL}); err != nil {
-			t.Fatalf("join %s: %v", m.ID, err)
-		}
-		WaitReady(t, m.Node)
-		// Caught up with what the cluster had when it joined.
-		if err := m.Node.WaitApplied(ctx, leader.Stats().CommitIndex); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return m
 }
 

@@ -25,8 +25,9 @@ var (
 	// ErrClosed: the node is closed or closing.
 	ErrClosed = errors.New("cluster node closed")
 
-	// ErrMemberExists: a join names an id or a raft address that a member
-	// already has. Nothing changed.
+	// ErrMemberExists: a join names an id, a raft address or an API
+	// address that another member already has, or a member announces
+	// another's API address. Nothing changed.
 	ErrMemberExists = errors.New("a member with this id or address exists")
 	// ErrMemberUnknown: no member has that id. Nothing changed.
 	ErrMemberUnknown = errors.New("no member with this id")

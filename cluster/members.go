@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 )
@@ -73,7 +74,8 @@ func (req JoinRequest) validate() error {
 
 // Join adds a node as a voter. Joining again with the same id and address
 // changes nothing and succeeds (a join whose answer was lost is retried);
-// an id or address that another member has is ErrMemberExists.
+// an id, raft address or API address that another member has is
+// ErrMemberExists.
 func (n *Node) Join(ctx context.Context, req JoinRequest) error {
 	if err := req.validate(); err != nil {
 		return err
@@ -129,7 +131,11 @@ func (n *Node) joinOnce(req JoinRequest) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range cf.Configuration().Servers {
+	servers := cf.Configuration().Servers
+	if err := n.apiTaken(servers, req.ID, req.APIAddr); err != nil {
+		return err
+	}
+	for _, s := range servers {
 		sameID, sameAddr := string(s.ID) == req.ID, string(s.Address) == req.RaftAddr
 		switch {
 		case sameID && sameAddr && s.Suffrage == raft.Voter:
@@ -194,15 +200,45 @@ func (n *Node) removeOnce(id string) error {
 	if servers[i].Suffrage == raft.Voter && voters == 1 {
 		return ErrLastVoter
 	}
-	// The metadata goes first: once the leader removed itself it can no
-	// longer propose. If the removal then fails, the node announces itself
-	// again.
-	if n.fsm.meta.get(id) != "" {
-		if err := n.applyMeta(metaOp{Op: "del", ID: id}); err != nil {
+	forget := func() error {
+		if n.fsm.meta.get(id) == "" {
+			return nil
+		}
+		return n.applyMeta(metaOp{Op: "del", ID: id})
+	}
+	if id == n.cfg.NodeID {
+		// The metadata goes first: once the leader removed itself it can
+		// no longer propose. If the removal then fails, the node announces
+		// itself again.
+		if err := forget(); err != nil {
 			return err
 		}
+		return raftErr(n.raft.RemoveServer(raft.ServerID(id), cf.Index(), membershipTimeout).Error())
 	}
-	return raftErr(n.raft.RemoveServer(raft.ServerID(id), cf.Index(), membershipTimeout).Error())
+	// Another node: the removal goes first, so that the node's announce
+	// loop cannot record its address again between the two (announceLocal
+	// refuses an id that is not a member). Should the leader lose its
+	// leadership between the two, an entry for a node that is no member is
+	// left: it is listed nowhere, and a join of that id replaces it.
+	if err := raftErr(n.raft.RemoveServer(raft.ServerID(id), cf.Index(), membershipTimeout).Error()); err != nil {
+		return err
+	}
+	return forget()
+}
+
+// apiTaken refuses an API address that a member other than id has: two
+// members at one address would have writes forwarded to the wrong node.
+func (n *Node) apiTaken(servers []raft.Server, id, api string) error {
+	if api == "" {
+		return nil
+	}
+	api = strings.TrimSuffix(api, "/")
+	for _, s := range servers {
+		if string(s.ID) != id && strings.TrimSuffix(n.fsm.meta.get(string(s.ID)), "/") == api {
+			return fmt.Errorf("%w: api address %s is member %s's", ErrMemberExists, api, s.ID)
+		}
+	}
+	return nil
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most
@@ -283,12 +319,29 @@ func (n *Node) announce(ctx context.Context, api string) error {
 	return err
 }
 
+// announceLocal records a member's API address on the leader. An id that is
+// not a member is refused (ErrMemberUnknown): a node removed a moment ago
+// must not leave an entry behind; so is an address another member has
+// (ErrMemberExists).
 func (n *Node) announceLocal(op metaOp) error {
 	if n.raft.State() != raft.Leader {
 		return errNotHere
 	}
 	if op.Op != "set" || !validNodeID(op.ID) || !validAPIAddr(op.API) {
 		return fmt.Errorf("%w: announce %+v", ErrBadMember, op)
+	}
+	n.membership.Lock()
+	defer n.membership.Unlock()
+	cf, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	servers := cf.Configuration().Servers
+	if !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == op.ID }) {
+		return fmt.Errorf("%w: %s announced its API address", ErrMemberUnknown, op.ID)
+	}
+	if err := n.apiTaken(servers, op.ID, op.API); err != nil {
+		return err
 	}
 	return n.applyMeta(op)
 }

@@ -430,3 +430,65 @@ func TestConcurrentJoinsOfOneID(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAPIAddressRefusals: a member's API address belongs to it alone, and
+// only members have one: a join or an announcement with another member's
+// address is refused, and so is an announcement of a node that is not (or
+// no longer) a member, which would leave an entry behind for it.
+func TestAPIAddressRefusals(t *testing.T) {
+	c := clustertest.StartCluster(t, 3)
+	l, f := c.Leader(t), c.Followers(t)[0]
+	other := c.Followers(t)[1]
+	for _, n := range []*cluster.Node{l.Node, f.Node} {
+		err := n.Join(ctx(t), cluster.JoinRequest{ID: "n9", RaftAddr: "127.0.0.1:19", APIAddr: other.URL + "/"})
+		if !errors.Is(err, cluster.ErrMemberExists) {
+			t.Errorf("join on %s with %s's API address: %v, want ErrMemberExists", n.ID(), other.ID, err)
+		}
+	}
+	announce := func(id, api string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", f.URL+"/internal/v1/announce", strings.NewReader(fmt.Sprintf(`{"op":"set","id":%q,"api":%q}`, id, api)))
+		req.Header.Set("Authorization", "Bearer "+c.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := announce("ghost", "http://127.0.0.1:9"); s != http.StatusNotFound {
+		t.Errorf("announce of a non-member: %d, want 404", s)
+	}
+	if s := announce(f.ID, other.URL); s != http.StatusConflict {
+		t.Errorf("announce of %s's API address by %s: %d, want 409", other.ID, f.ID, s)
+	}
+	// A member removed a moment ago cannot announce itself back.
+	if err := l.Node.Remove(ctx(t), other.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s := announce(other.ID, other.URL); s != http.StatusNotFound {
+		t.Errorf("announce of the removed %s: %d, want 404", other.ID, s)
+	}
+	c.Stop(t, other.Index)
+	// Nothing was left behind: ids that join without an API address have none.
+	for _, id := range []string{"ghost", other.ID} {
+		if err := l.Node.Join(ctx(t), cluster.JoinRequest{ID: id, RaftAddr: "127.0.0.1:29"}); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := l.Node.Members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.ID == id && m.APIAddr != "" {
+				t.Errorf("%s joined again with the API address %s left behind", id, m.APIAddr)
+			}
+		}
+		if err := l.Node.Remove(ctx(t), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ms, err := f.Node.Members(); err != nil || len(ms) != 2 {
+		t.Errorf("members %+v, %v", ms, err)
+	}
+}

@@ -110,7 +110,7 @@ var errorTable = []wireError{
 	// Operators (admin.go).
 	{errAdminDisabled, http.StatusForbidden, "admin_disabled", "no admin token is configured on this node", false},
 	{errNotClustered, http.StatusServiceUnavailable, "not_clustered", "this node runs without the cluster admin interface", false},
-	{cluster.ErrMemberExists, http.StatusConflict, "member_exists", "a member with this id or raft address exists", false},
+	{cluster.ErrMemberExists, http.StatusConflict, "member_exists", "a member with this id, raft address or API address exists", false},
 	{cluster.ErrMemberUnknown, http.StatusNotFound, "member_unknown", "no such member", false},
 	{cluster.ErrLastVoter, http.StatusConflict, "last_voter", "the last voter cannot be removed", false},
 	{cluster.ErrMembershipBusy, http.StatusServiceUnavailable, "membership_busy", "another membership change is in progress; retry", true},

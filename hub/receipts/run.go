@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -419,13 +420,33 @@ func (e *endpoint) post(entries []mailbox.OutboxEntry) error {
 // settler proposes SettleReceipts commands, one in flight at a time: what
 // arrives while one commits forms the next, as the hub's acker does for
 // device acks.
+//
+// One command is one badger transaction in the state machine, which refuses
+// a command too large to apply (mailbox.ErrChangeTooLarge) on every node
+// alike. So a command carries at most maxSettleItems ranges of at most
+// maxSettleSpan seqs, maxSettleWork seqs in all; ranges are cut on the way
+// in and never joined past the cap, also after a failed proposal. A command
+// the state machine refuses anyway (a store with a small memtable) is not
+// proposed again whole: the run's cap is halved and the ranges go back to
+// the queue, so the next command is smaller. The cap stays halved for the
+// run: the refusal depends on the store's size limit, which does not change.
 type settler struct {
 	r    *run
 	kick chan struct{}
 
 	mu    sync.Mutex
-	items []mailbox.Settle
+	items []mailbox.Settle // waiting, oldest first, each at most maxSettleSpan seqs
+	work  uint64           // the most seqs one command carries in this run
 }
+
+// Bounds of one SettleReceipts command. A settled seq costs the state
+// machine one key (a given-up one three), and a transaction holds about a
+// hundred thousand with badger's default memtable.
+const (
+	maxSettleItems = 256  // ranges per command
+	maxSettleSpan  = 1024 // seqs per range
+	maxSettleWork  = 4096 // seqs per command
+)
 
 // settleTimeout bounds one proposal; settleRetry is the pause after a
 // failed one.
@@ -434,27 +455,85 @@ const (
 	settleRetry   = 250 * time.Millisecond
 )
 
-func newSettler(r *run) *settler { return &settler{r: r, kick: make(chan struct{}, 1)} }
+func newSettler(r *run) *settler {
+	return &settler{r: r, kick: make(chan struct{}, 1), work: maxSettleWork}
+}
+
+func span(it mailbox.Settle) uint64 { return it.Through - it.From + 1 }
 
 func (s *settler) add(it mailbox.Settle) {
 	s.mu.Lock()
-	// Ranges of a mailbox arrive in order; join one to the last of its kind.
+	// Ranges of a mailbox arrive in order; join one to the last of its
+	// kind, as far as that range has room.
 	for i := len(s.items) - 1; i >= 0; i-- {
 		p := &s.items[i]
 		if p.MailboxID != it.MailboxID {
 			continue
 		}
-		if p.Failed == it.Failed && p.Through+1 == it.From {
-			p.Through = it.Through
-			s.mu.Unlock()
-			s.wake()
-			return
+		if p.Failed == it.Failed && p.Through+1 == it.From && span(*p) < maxSettleSpan {
+			p.Through = min(it.Through, p.From+maxSettleSpan-1)
+			it.From = p.Through + 1
 		}
 		break
 	}
-	s.items = append(s.items, it)
+	for it.From <= it.Through {
+		piece := it
+		piece.Through = min(it.Through, it.From+maxSettleSpan-1)
+		s.items = append(s.items, piece)
+		if piece.Through == it.Through {
+			break
+		}
+		it.From = piece.Through + 1
+	}
 	s.mu.Unlock()
 	s.wake()
+}
+
+// take moves up to one command's worth of ranges into a new slice; a range
+// that does not fit whole is cut, and its rest stays first in line.
+func (s *settler) take() []mailbox.Settle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var batch []mailbox.Settle
+	var work uint64
+	for len(s.items) > 0 && len(batch) < maxSettleItems && work < s.work {
+		it := s.items[0]
+		if room := s.work - work; span(it) > room {
+			it.Through = it.From + room - 1
+			s.items[0].From = it.Through + 1
+		} else {
+			s.items = s.items[1:]
+		}
+		batch = append(batch, it)
+		work += span(it)
+	}
+	if len(s.items) == 0 {
+		s.items = nil // let the old array go
+	}
+	return batch
+}
+
+// putBack returns a batch that was not settled to the front of the queue,
+// in a new slice: the batch's own memory may still be read by the
+// proposal that carried it.
+func (s *settler) putBack(batch []mailbox.Settle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	items := make([]mailbox.Settle, 0, len(batch)+len(s.items))
+	items = append(items, batch...)
+	s.items = append(items, s.items...)
+}
+
+// refused halves the run's cap after the state machine refused a command
+// of work seqs. It reports false when there is nothing left to halve.
+func (s *settler) refused(work uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if work <= 1 {
+		return false
+	}
+	s.work = min(s.work, work/2)
+	return true
 }
 
 func (s *settler) wake() {
@@ -471,34 +550,66 @@ func (s *settler) loop() {
 		case <-s.r.ctx.Done():
 			return
 		}
-		s.mu.Lock()
-		batch := s.items
-		s.items = nil
-		s.mu.Unlock()
+		batch := s.take()
 		if len(batch) == 0 {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(s.r.ctx, settleTimeout)
-		_, err := s.r.d.prop.Propose(ctx, &mailbox.Command{Kind: mailbox.KindSettleReceipts, SettleReceipts: &mailbox.SettleReceipts{Items: batch}})
-		cancel()
-		if err != nil {
-			if s.r.ctx.Err() != nil {
-				return // no longer leading: the next leader sends these again
-			}
-			s.r.d.log.Warn("receipts: settle not committed; will retry", slog.Int("ranges", len(batch)), slog.Any("err", err))
-			s.mu.Lock()
-			s.items = append(batch, s.items...)
-			s.mu.Unlock()
-			select {
-			case <-time.After(settleRetry):
-			case <-s.r.ctx.Done():
-				return
-			}
-			s.wake()
-			continue
+		s.mu.Lock()
+		more := len(s.items) > 0
+		s.mu.Unlock()
+		if !s.propose(batch) {
+			return
 		}
-		for _, it := range batch {
-			s.r.settled(it.MailboxID, it.Through)
+		if more {
+			s.wake()
 		}
 	}
+}
+
+// propose settles one batch. It returns false when the run ended.
+func (s *settler) propose(batch []mailbox.Settle) bool {
+	var work uint64
+	for _, it := range batch {
+		work += span(it)
+	}
+	// The command gets its own copy: a proposal that timed out here may
+	// still be encoded by the node, while batch goes back to the queue.
+	cmd := &mailbox.Command{Kind: mailbox.KindSettleReceipts, SettleReceipts: &mailbox.SettleReceipts{Items: slices.Clone(batch)}}
+	ctx, cancel := context.WithTimeout(s.r.ctx, settleTimeout)
+	res, err := s.r.d.prop.Propose(ctx, cmd)
+	cancel()
+	// A refusal comes in res.Err (and, from *cluster.Node, as err too);
+	// anything else in err is the cluster's: no leader, no quorum.
+	switch {
+	case res.Err != nil:
+		// Refused on every node alike: the same command would be refused
+		// again, so a smaller one is proposed.
+		if s.refused(work) {
+			s.r.d.log.Warn("receipts: settle refused; proposing smaller commands", slog.Uint64("seqs", work), slog.Any("err", res.Err))
+			s.putBack(batch)
+			s.wake()
+			return true
+		}
+		// One seq refused is not a matter of size. The entry stays in the
+		// outbox; the next leader's dispatcher sends it again.
+		s.r.d.log.Error("receipts: settle refused", slog.String("mailbox", batch[0].MailboxID), slog.Uint64("seq", batch[0].From), slog.Any("err", res.Err))
+		return true
+	case err != nil:
+		if s.r.ctx.Err() != nil {
+			return false // no longer leading: the next leader sends these again
+		}
+		s.r.d.log.Warn("receipts: settle not committed; will retry", slog.Int("ranges", len(batch)), slog.Any("err", err))
+		s.putBack(batch)
+		select {
+		case <-time.After(settleRetry):
+		case <-s.r.ctx.Done():
+			return false
+		}
+		s.wake()
+		return true
+	}
+	for _, it := range batch {
+		s.r.settled(it.MailboxID, it.Through)
+	}
+	return true
 }

@@ -191,7 +191,7 @@ func (n *Node) do(req *http.Request, out any) error {
 		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("%w: %v", errRetry, err)
+			return fmt.Errorf("%w: %w", errRetry, err) // the dial error stays for CallPeer
 		}
 		// The request may have reached the peer: no retry, the caller decides.
 		return fmt.Errorf("%w: call %s: %v", ErrNoQuorum, req.URL.Path, err)
@@ -272,8 +272,15 @@ func (n *Node) CallPeer(ctx context.Context, method, apiAddr, path string, out a
 	}
 	n.authorizeRequest(req)
 	err = n.do(req, out)
-	if errors.Is(err, errRetry) {
-		err = fmt.Errorf("cluster: %s is unreachable: %w", apiAddr, errors.Unwrap(err))
+	var op *net.OpError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		err = fmt.Errorf("cluster: %s did not answer in time: %w", apiAddr, ctx.Err())
+	case errors.Is(err, errRetry) && errors.As(err, &op):
+		// Why the node is down ("connect: connection refused"), not that a
+		// forward may be retried.
+		err = fmt.Errorf("cluster: %s is unreachable: %w", apiAddr, op.Err)
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -490,5 +491,21 @@ func TestAPIAddressRefusals(t *testing.T) {
 	}
 	if ms, err := f.Node.Members(); err != nil || len(ms) != 2 {
 		t.Errorf("members %+v, %v", ms, err)
+	}
+}
+
+// TestCallPeerSaysWhy: a peer that cannot be reached is reported with the
+// reason (the dial error), not as a forward to retry.
+func TestCallPeerSaysWhy(t *testing.T) {
+	_, n := clustertest.Start(t, clustertest.WithConfig(func(cfg *cluster.Config) { cfg.Secret = "s" }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "http://" + ln.Addr().String()
+	ln.Close() // nobody listens there now
+	err = n.CallPeer(ctx(t), http.MethodGet, addr, "/internal/v1/status", nil)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), addr) || strings.Contains(err.Error(), "retry") {
+		t.Errorf("status of a node that is down: %v, want its address and connection refused", err)
 	}
 }

@@ -174,7 +174,7 @@ func (s *Server) handleAdminStatus(w http.ResponseWriter, r *http.Request, a Adm
 				defer cancel()
 				var st nodeStatus
 				if err := a.CallPeer(ctx, http.MethodGet, m.APIAddr, "/internal/v1/status", &st); err != nil {
-					out.Members[i].Error = "unreachable: " + err.Error()
+					out.Members[i].Error = err.Error() // says why: refused, timed out, ...
 					return
 				}
 				out.Members[i].Status = &st

@@ -232,19 +232,43 @@ func (c *client) status(w io.Writer) error {
 	fmt.Fprintf(w, "leader %s, term %d (answered by %s)\n\n", leader, st.Term, st.Node)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tTERM\tCOMMIT\tAPPLIED\tDEVICES\tAPI")
+	var why []string
 	for _, m := range st.Members {
 		id := m.ID
 		if m.Leader {
 			id += " *"
 		}
 		if m.Status == nil {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t%s\n", id, "DOWN: "+m.Error, m.APIAddr)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t%s\n", id, "DOWN: "+shortReason(m.Error), m.APIAddr)
+			why = append(why, fmt.Sprintf("%s: %s", m.ID, m.Error))
 			continue
 		}
 		s := m.Status
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", id, s.State, s.Term, s.CommitIndex, s.AppliedIndex, s.Sessions, m.APIAddr)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(why) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(why, "\n"))
+	}
+	return nil
+}
+
+// shortReason is the end of an error's text ("connection refused"), at
+// most 32 characters, to keep the status table narrow; the whole text goes
+// below the table.
+func shortReason(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	if r := []rune(msg); len(r) > 32 {
+		msg = string(r[:31]) + "…"
+	}
+	if msg == "" {
+		msg = "no answer"
+	}
+	return msg
 }
 
 func (c *client) members(w io.Writer) error {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -353,15 +355,27 @@ func (s *Server) handleAdminMailboxes(w http.ResponseWriter, r *http.Request, _ 
 		return
 	}
 	var mbs []mailbox.Mailbox
+	more := false
 	if user := r.URL.Query().Get("user"); user != "" {
 		if _, err = s.store.User(user); err == nil {
-			mbs, err = s.store.Mailboxes(user)
+			mbs, err = s.store.Mailboxes(user) // by id
 		}
 		if errors.Is(err, mailbox.ErrUserUnknown) {
 			err = withDetail(errNotFound, "no such user")
 		}
+		// One user's mailboxes are few and read whole: the page is cut
+		// from them, the same way as the listing of all.
+		i, _ := slices.BinarySearchFunc(mbs, after, func(mb mailbox.Mailbox, id string) int { return strings.Compare(mb.ID, id) })
+		if i < len(mbs) && mbs[i].ID == after {
+			i++
+		}
+		mbs = mbs[i:]
+		if len(mbs) > limit {
+			mbs, more = mbs[:limit], true
+		}
 	} else {
 		mbs, err = s.store.AllMailboxes(after, limit)
+		more = len(mbs) == limit
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -374,7 +388,7 @@ func (s *Server) handleAdminMailboxes(w http.ResponseWriter, r *http.Request, _ 
 	for _, mb := range mbs {
 		out.Mailboxes = append(out.Mailboxes, adminMailbox{UserID: mb.UserID, mailboxJSON: toMailboxJSON(mb)})
 	}
-	if r.URL.Query().Get("user") == "" && len(mbs) == limit {
+	if more {
 		out.Next = mbs[len(mbs)-1].ID
 	}
 	s.writeJSON(w, r, http.StatusOK, out)

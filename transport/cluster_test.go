@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -350,5 +351,49 @@ func TestAdminBadInput(t *testing.T) {
 	page := closed.expect(t, http.StatusOK, "GET", "/admin", nil, "")
 	if !bytes.Contains(page.body, []byte("/admin/v1/status")) {
 		t.Error("the admin page does not read the status")
+	}
+}
+
+// TestAdminMailboxesOfOneUserPage: one user's mailboxes page by after and
+// limit like the listing of all.
+func TestAdminMailboxesOfOneUserPage(t *testing.T) {
+	cfg := openConfig()
+	cfg.AdminToken = adminToken
+	c, hubs := startClusterHubs(t, 1, cfg)
+	h := hubOf(hubs, c.Members[0])
+	userID, secret := h.register(t)
+	var want []string
+	for _, label := range []string{"a", "b", "c"} {
+		want = append(want, h.newMailbox(t, secret, label).MailboxID)
+	}
+	slices.Sort(want)
+	type page struct {
+		Mailboxes []struct {
+			MailboxID string `json:"mailbox_id"`
+		} `json:"mailboxes"`
+		Next string `json:"next"`
+	}
+	var got []string
+	after := ""
+	for range 3 {
+		var p page
+		decodeLoose(t, h.expect(t, http.StatusOK, "GET", "/admin/v1/mailboxes?user="+userID+"&limit=2&after="+after, adminHeader(), ""), &p)
+		if len(p.Mailboxes) > 2 {
+			t.Fatalf("a page of %d mailboxes with limit=2", len(p.Mailboxes))
+		}
+		for _, m := range p.Mailboxes {
+			got = append(got, m.MailboxID)
+		}
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged %q, want %q", got, want)
+	}
+	r := h.expect(t, http.StatusBadRequest, "GET", "/admin/v1/mailboxes?user="+userID+"&limit=0", adminHeader(), "")
+	if code := errorCode(t, r); code != "bad_request" {
+		t.Errorf("limit=0: code %s", code)
 	}
 }

@@ -64,6 +64,7 @@ var errorTable = []wireError{
 	{errReceiptURLHTTP, http.StatusBadRequest, "bad_receipt_url", "receipt_url must be https", false},
 	{errReceiptURLUnres, http.StatusBadRequest, "bad_receipt_url", "receipt_url's host does not resolve", false},
 	{errReceiptURLBlocks, http.StatusBadRequest, "receipt_url_blocked", "receipt_url resolves to a loopback, private or otherwise blocked address", false},
+	{errReceiptURLLookup, http.StatusServiceUnavailable, "receipt_url_unresolved", "receipt_url's host could not be looked up now; retry", true},
 	{errBadCursor, http.StatusBadRequest, "bad_cursor", "cursor must be a receipt seq (a whole number)", false},
 	{errBadBatch, http.StatusBadRequest, "bad_request", "the batch item is malformed", false},
 	{errBatchTooLarge, http.StatusRequestEntityTooLarge, "batch_too_large", "too many messages in one batch", false},
@@ -115,7 +116,7 @@ var errorTable = []wireError{
 	{cluster.ErrLastVoter, http.StatusConflict, "last_voter", "the last voter cannot be removed", false},
 	{cluster.ErrMembershipBusy, http.StatusServiceUnavailable, "membership_busy", "another membership change is in progress; retry", true},
 	{cluster.ErrBadMember, http.StatusBadRequest, "bad_member", "the member id or an address is malformed", false},
-	{cluster.ErrBadSecret, http.StatusForbidden, "bad_secret", "wrong or missing cluster secret", false},
+	{cluster.ErrBadSecret, http.StatusUnauthorized, "bad_secret", "wrong or missing cluster secret", false},
 	{mailbox.ErrBadSnapshot, http.StatusBadRequest, "bad_backup", "the backup is not a hub backup, or it is damaged", false},
 }
 

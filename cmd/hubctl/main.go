@@ -168,7 +168,7 @@ func (c *client) do(method, path string, body io.Reader, ctype string, out any, 
 		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
 			return &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
 		}
-		if resp.StatusCode == http.StatusUnauthorized || e.Error.Code == "admin_disabled" {
+		if e.Error.Code == "unauthorized" || e.Error.Code == "admin_disabled" {
 			e.Error.Message += "; pass --admin-token or set HUB_ADMIN_TOKEN"
 		}
 		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
@@ -364,7 +364,8 @@ func (c *client) backup(args []string, stdout, stderr io.Writer) error {
 	}
 	w := stdout
 	if *out != "" {
-		f, err := os.Create(*out + ".partial")
+		// A backup holds every mailbox's receipt secret: owner only.
+		f, err := os.OpenFile(*out+".partial", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return err
 		}
@@ -467,7 +468,11 @@ func (c *client) mailboxes(args []string, w io.Writer) error {
 	}
 	tw.Flush()
 	if out.Next != "" {
-		fmt.Fprintf(w, "more: hubctl mailboxes --after %s\n", out.Next)
+		if *user != "" {
+			fmt.Fprintf(w, "more: hubctl mailboxes --user %s --after %s\n", *user, out.Next)
+		} else {
+			fmt.Fprintf(w, "more: hubctl mailboxes --after %s\n", out.Next)
+		}
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ var (
 	errReceiptURLUnres  = errors.New("receipt_url does not resolve")
 	errReceiptURLHTTP   = errors.New("receipt_url is not https")
 	errReceiptURLBlocks = errors.New("receipt_url is blocked")
+	errReceiptURLLookup = errors.New("receipt_url's host could not be looked up now")
 )
 
 // checkReceiptURL checks a new mailbox's receipt URL under the configured
@@ -48,6 +49,11 @@ func (s *Server) checkReceiptURL(ctx context.Context, raw string) error {
 		return errReceiptURLHTTP
 	case errors.Is(err, receipts.ErrUnresolvable):
 		return errReceiptURLUnres
+	case errors.Is(err, receipts.ErrLookupFailed):
+		// A DNS timeout or SERVFAIL says nothing about the URL: the app
+		// asks again (503, Retry-After), rather than being told for good
+		// that its URL is bad.
+		return errReceiptURLLookup
 	case errors.Is(err, receipts.ErrBlockedAddress):
 		return errReceiptURLBlocks
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/notifyhub/hub/cluster/clustertest"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/hub/receipts"
+	"github.com/notifyhub/hub/hub/receipts/receiptstest"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
 	"github.com/notifyhub/hub/transport/hubclient"
@@ -424,10 +425,7 @@ func TestHubclientRetriesAcrossUnavailable(t *testing.T) {
 
 func TestBadInputReceiptURL(t *testing.T) {
 	t.Parallel()
-	offline := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
-		return nil, errors.New("no DNS in tests")
-	}}
-	h := startHub(t, transport.Config{OpenRegistration: true, ReceiptURLs: receipts.URLPolicy{Resolver: offline}})
+	h := startHub(t, transport.Config{OpenRegistration: true, ReceiptURLs: receipts.URLPolicy{Resolver: receiptstest.Resolver(t)}})
 	a := h.newAccount(t)
 	const path = "/v1/mailboxes"
 	j := jsonHeader(a.secret)
@@ -438,13 +436,19 @@ func TestBadInputReceiptURL(t *testing.T) {
 	runBadInputs(t, h, []string{a.userID}, []badInput{
 		{"http", "POST", path, j, body("http://93.184.215.14/hook"), 400, "bad_receipt_url", false},
 		{"malformed", "POST", path, j, body("https://[::1/hook"), 400, "bad_receipt_url", false},
-		{"unresolvable", "POST", path, j, body("https://no-such-host.invalid/hook"), 400, "bad_receipt_url", false},
+		{"unresolvable", "POST", path, j, body("https://" + receiptstest.NXDomain + ".example/hook"), 400, "bad_receipt_url", false},
+		{"no address", "POST", path, j, body("https://nothing.example/hook"), 400, "bad_receipt_url", false},
+		// A failing DNS server is no verdict on the URL: retry.
+		{"dns failure", "POST", path, j, body("https://" + receiptstest.ServFail + ".example/hook"), 503, "receipt_url_unresolved", false},
 		{"loopback", "POST", path, j, body("https://127.0.0.1/hook"), 400, "receipt_url_blocked", false},
 		{"localhost", "POST", path, j, body("https://localhost:8443/hook"), 400, "receipt_url_blocked", false},
 		{"private", "POST", path, j, body("https://10.0.0.7/hook"), 400, "receipt_url_blocked", false},
 		{"link-local", "POST", path, j, body("https://169.254.169.254/latest/meta-data"), 400, "receipt_url_blocked", false},
 		{"v6 loopback", "POST", path, j, body("https://[::1]:443/hook"), 400, "receipt_url_blocked", false},
 	})
+	if r := h.do(t, "POST", path, j, body("https://"+receiptstest.ServFail+".example/hook")); r.header.Get("Retry-After") == "" {
+		t.Errorf("a DNS failure without Retry-After: %v", r)
+	}
 	// A public https address is accepted.
 	h.newWebhookMailbox(t, a.secret, "https://93.184.215.14/hook")
 }

@@ -18,8 +18,13 @@ var (
 	ErrBadURL = errors.New("receipt URL is malformed")
 	// ErrNotHTTPS: an http URL while plain http is not allowed.
 	ErrNotHTTPS = errors.New("receipt URL must be https")
-	// ErrUnresolvable: the host has no address.
+	// ErrUnresolvable: the host definitely has no address: the name does
+	// not exist (NXDOMAIN) or has no A or AAAA record.
 	ErrUnresolvable = errors.New("receipt URL's host does not resolve")
+	// ErrLookupFailed: the host could not be looked up now (a timeout, a
+	// failing server): asking again later may succeed, so it is no verdict
+	// on the URL.
+	ErrLookupFailed = errors.New("receipt URL's host could not be looked up")
 	// ErrBlockedAddress: the host is, or resolves to, an address the hub
 	// does not call: loopback, private, link-local and the like.
 	ErrBlockedAddress = errors.New("receipt URL resolves to a blocked address")
@@ -84,7 +89,15 @@ func (p URLPolicy) Check(ctx context.Context, raw string) error {
 		r = net.DefaultResolver
 	}
 	ips, err := r.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(ips) == 0 {
+	if err != nil {
+		// Only a definite answer condemns the URL; a passing failure of
+		// DNS must not become a permanent refusal.
+		if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return fmt.Errorf("%w: %s", ErrUnresolvable, host)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrLookupFailed, host, err)
+	}
+	if len(ips) == 0 {
 		return fmt.Errorf("%w: %s", ErrUnresolvable, host)
 	}
 	for _, ip := range ips {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/notifyhub/hub/hub/receipts"
+	"github.com/notifyhub/hub/hub/receipts/receiptstest"
 )
 
 func TestURLPolicy(t *testing.T) {
@@ -46,12 +47,42 @@ func TestURLPolicy(t *testing.T) {
 		{"fragment", strict, "https://8.8.8.8/hook#x", receipts.ErrBadURL},
 		{"no host", strict, "https:///hook", receipts.ErrBadURL},
 		{"too long", strict, "https://8.8.8.8/" + strings.Repeat("a", receipts.MaxURLLen), receipts.ErrBadURL},
-		{"unresolvable", strict, "https://no-such-host.invalid/hook", receipts.ErrUnresolvable},
+		// No DNS server reachable is no verdict on the name.
+		{"no DNS", strict, "https://no-such-host.invalid/hook", receipts.ErrLookupFailed},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.policy.Check(context.Background(), c.url)
 			if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
 				t.Fatalf("Check(%q) = %v, want %v", c.url, err, c.want)
+			}
+		})
+	}
+}
+
+// TestLookupFailures: only a definite answer that the host has no address
+// refuses a URL for good (ErrUnresolvable); a failing or silent DNS server
+// (and an unreachable one, in TestURLPolicy) is ErrLookupFailed, which the transport answers with 503 and Retry-After.
+func TestLookupFailures(t *testing.T) {
+	p := receipts.URLPolicy{Resolver: receiptstest.Resolver(t)}
+	for _, c := range []struct {
+		host string
+		want error
+	}{
+		{receiptstest.NXDomain + ".example", receipts.ErrUnresolvable},
+		{"nothing.example", receipts.ErrUnresolvable}, // the name exists, with no address
+		{receiptstest.ServFail + ".example", receipts.ErrLookupFailed},
+	} {
+		t.Run(c.host, func(t *testing.T) {
+			err := p.Check(context.Background(), "https://"+c.host+"/hook")
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Check: %v, want %v", err, c.want)
+			}
+			other := receipts.ErrLookupFailed
+			if c.want == other {
+				other = receipts.ErrUnresolvable
+			}
+			if errors.Is(err, other) {
+				t.Fatalf("Check: %v is both", err)
 			}
 		})
 	}

@@ -42,9 +42,11 @@ commands:
   users [--after ID] [--limit N]           list users
   mailboxes [--user ID] [--after ID] [--limit N]
                                            list mailboxes (of one user, or all)
-  dev-cluster [--dir DIR] [--hubd PATH]    run three hubd nodes on this machine until Ctrl-C
+  dev-cluster [--dir DIR] [--hubd PATH] [--port N]
+                                           run three hubd nodes on this machine until Ctrl-C; a node
+                                           that dies is reported with the command that restarts it
 
-environment: HUB_ADDR, HUB_ADMIN_TOKEN
+environment: HUB_ADDR, HUB_ADMIN_TOKEN; HUB_CLUSTER_SECRET (dev-cluster; default: kept in DIR/secret)
 `
 
 func main() {
@@ -89,7 +91,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "mailboxes":
 		err = c.mailboxes(rest, stdout)
 	case "dev-cluster":
-		err = devCluster(rest, stdout, stderr)
+		ctx, stop := signalContext()
+		err = devCluster(ctx, rest, stdout, stderr)
+		stop()
 	default:
 		fmt.Fprintf(stderr, "hubctl: unknown command %q\n\n%s", cmd, usage)
 		return 2

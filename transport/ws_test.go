@@ -528,25 +528,22 @@ func (c *rawWS) send(t *testing.T, frames string) {
 func (c *rawWS) recv(t *testing.T) wsFrame {
 	t.Helper()
 	for {
-		var hdr [2]byte
-		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-			t.Fatalf("read: %v", err)
+		read := func(n uint64) []byte {
+			b := make([]byte, n)
+			if _, err := io.ReadFull(c.br, b); err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			return b
 		}
+		hdr := read(2)
 		n := uint64(hdr[1] & 0x7f)
 		switch n {
 		case 126:
-			var b [2]byte
-			io.ReadFull(c.br, b[:])
-			n = uint64(binary.BigEndian.Uint16(b[:]))
+			n = uint64(binary.BigEndian.Uint16(read(2)))
 		case 127:
-			var b [8]byte
-			io.ReadFull(c.br, b[:])
-			n = binary.BigEndian.Uint64(b[:])
+			n = binary.BigEndian.Uint64(read(8))
 		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(c.br, payload); err != nil {
-			t.Fatalf("read: %v", err)
-		}
+		payload := read(n)
 		if op := hdr[0] & 0x0f; op != 1 {
 			t.Fatalf("frame with opcode %d: %q", op, payload)
 		}

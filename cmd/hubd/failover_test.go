@@ -187,8 +187,9 @@ func (d *device) session(ctx context.Context, base string) error {
 	}
 }
 
-// TestFailoverLosesNothing runs three hubd processes with a publisher and a
-// device on every node, SIGKILLs the leader in the middle of the load, and
+// TestFailoverLosesNothing runs three hubd processes with concurrent
+// publishers and a device on every node, SIGKILLs the leader while
+// publishes are in flight, and
 // counts: no acknowledged publish is lost, no message reaches a device
 // twice after its seq dedupe, and every device's stream has no gap. Then
 // it kills a second node: the last one refuses writes with 503 until the
@@ -251,43 +252,90 @@ func TestFailoverLosesNothing(t *testing.T) {
 		}
 	}
 
-	// The publisher: one message at a time, each with its own key, retried
-	// on the next node until it gets a 201.
-	acked := map[string]string{} // payload -> message id
-	killed := false
+	// The publishers: several at once, each message with its own key,
+	// retried on the next node until it gets a 201. The leader is killed
+	// while publishes are in flight: some reach it, or a follower that
+	// forwarded them to it, and their answer is lost with it; their retry
+	// with the same key must neither lose nor repeat them.
+	const publishers = 4
+	var (
+		mu       sync.Mutex
+		acked    = map[string]string{} // payload -> message id
+		next     atomic.Int64          // the next message to publish
+		inflight atomic.Int64          // publishes sent and not yet answered
+		killedAt atomic.Int64          // 1 once the leader is dead
+		across   atomic.Int64          // publishes sent before the kill and answered after it
+		failed   = make(chan string, publishers)
+	)
 	leaderID := waitMembers(t, nodes[0], 3)
-	for i := range total {
-		payload := fmt.Sprintf("m%04d", i)
-		var id string
-		for attempt := 0; id == ""; attempt++ {
-			if attempt > 400 {
-				t.Fatalf("publish %s: no node took it", payload)
-			}
-			urls := live()
-			var r struct {
-				ID string `json:"id"`
-			}
-			s, err := tryCall("POST", urls[(i+attempt)%len(urls)]+"/v1/push/"+mb.Token, "", map[string]string{
-				"TTL": "3600", "Content-Type": "text/plain", "Idempotency-Key": payload,
-			}, payload, &r)
-			if err == nil && s == http.StatusCreated {
-				id = r.ID
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // a retry pause, as a publisher's backoff
-		}
-		acked[payload] = id
-		if i == killAt && !killed {
-			killed = true
-			for _, n := range nodes {
-				if n.id == leaderID {
-					dead.Store(n.id)
-					n.p.kill()
-					t.Logf("SIGKILLed the leader %s after %d publishes", n.id, i+1)
+	var pubs sync.WaitGroup
+	for range publishers {
+		pubs.Go(func() {
+			for i := int(next.Add(1) - 1); i < total; i = int(next.Add(1) - 1) {
+				payload := fmt.Sprintf("m%04d", i)
+				var id string
+				for attempt := 0; id == ""; attempt++ {
+					if attempt > 400 {
+						failed <- payload
+						return
+					}
+					urls := live()
+					var r struct {
+						ID string `json:"id"`
+					}
+					before := killedAt.Load()
+					inflight.Add(1)
+					s, err := tryCall("POST", urls[(i+attempt)%len(urls)]+"/v1/push/"+mb.Token, "", map[string]string{
+						"TTL": "3600", "Content-Type": "text/plain", "Idempotency-Key": payload,
+					}, payload, &r)
+					inflight.Add(-1)
+					if before == 0 && killedAt.Load() == 1 {
+						across.Add(1)
+					}
+					if err == nil && s == http.StatusCreated {
+						id = r.ID
+						break
+					}
+					time.Sleep(20 * time.Millisecond) // a retry pause, as a publisher's backoff
 				}
+				mu.Lock()
+				acked[payload] = id
+				mu.Unlock()
 			}
+		})
+	}
+	// Kill the leader once killAt publishes are acknowledged, at a moment
+	// when some are in flight.
+	for deadline := time.Now().Add(120 * time.Second); ; { // failsafe only
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= killAt && inflight.Load() >= 2 || n >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d publishes acknowledged", n)
+		}
+		time.Sleep(time.Millisecond) // polling the publishers' counters: they move on their own
+	}
+	for _, n := range nodes {
+		if n.id == leaderID {
+			dead.Store(n.id)
+			inFlight := inflight.Load()
+			killedAt.Store(1) // before the signal: what is in flight now is answered after it
+			n.p.kill()
+			t.Logf("SIGKILLed the leader %s with %d publishes in flight", n.id, inFlight)
 		}
 	}
+	pubs.Wait()
+	close(failed)
+	for payload := range failed {
+		t.Fatalf("publish %s: no node took it", payload)
+	}
+	if across.Load() == 0 {
+		t.Error("no publish was in flight when the leader was killed")
+	}
+	t.Logf("%d publishes were sent before the kill and answered after it", across.Load())
 
 	// Every device ends with every acknowledged message, once, in order.
 	for _, d := range devs {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -29,7 +30,9 @@ func (n *Node) expireLoop(ctx context.Context) {
 	}
 }
 
-// expire proposes Expire commands while the store has due work.
+// expire proposes Expire commands while the store has due work: expired
+// messages, records past their keeping window, and the drains of revoked
+// mailboxes and deleted users (NextDeadline says "now" while one is left).
 func (n *Node) expire(ctx context.Context) {
 	at, ok, err := n.store.NextDeadline()
 	if err != nil {
@@ -39,10 +42,18 @@ func (n *Node) expire(ctx context.Context) {
 	if !ok || at > time.Now().UnixNano() {
 		return
 	}
+	limit := expireLimit
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		res, err := n.Propose(cctx, &mailbox.Command{Kind: mailbox.KindExpire, Expire: &mailbox.Expire{Limit: expireLimit}})
+		res, err := n.Propose(cctx, &mailbox.Command{Kind: mailbox.KindExpire, Expire: &mailbox.Expire{Limit: limit}})
 		cancel()
+		if errors.Is(err, mailbox.ErrChangeTooLarge) && limit > 1 {
+			// Refused on every node alike (a store with a small
+			// memtable): the same Expire would be refused again, and the
+			// drains of revoked mailboxes and deleted users wait on it.
+			limit /= 2
+			continue
+		}
 		if err != nil {
 			n.cfg.logger().Warn("cluster: expire", "err", err)
 			return

@@ -22,12 +22,23 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	// Time never runs backwards inside the state machine, even if a new
 	// leader's clock is behind the old one's.
 	at := max(cmd.At, s.lastAt)
-	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, budget: drainStep}
 	defer func() { a.txn.Discard() }()
 
 	res, err := a.apply(cmd)
 	if err == nil {
 		err = a.flushReceiptLogs()
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) && (cmd.Kind == KindRevokeMailbox || cmd.Kind == KindDeleteUser) {
+		// The first step of a drain did not fit (a store with a small
+		// memtable): the revoke or deletion takes effect without it, and
+		// the expiry loop drains all of it (drain.go).
+		a.txn.Discard()
+		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+		res, err = a.apply(cmd)
+		if err == nil {
+			err = a.flushReceiptLogs()
+		}
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		// Refuse the whole command: a fresh transaction records only that
@@ -61,6 +72,9 @@ type applier struct {
 	events []Event
 	logs   map[string]*receiptLog // receipt logs touched, by mailbox id; nil once deleted
 	devs   map[string][]Device    // devices of the users read so far, kept current with the writes
+	// budget is how many messages a revoke or a user's deletion may end
+	// in its own command; the rest is drained by Expire (drain.go).
+	budget int
 }
 
 func (a *applier) apply(cmd *Command) (Result, error) {
@@ -112,24 +126,29 @@ func (a *applier) createUser(c *CreateUser) (Result, error) {
 	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || ok {
 		return refuse(ErrUserExists, "create user %s", c.UserID), err
 	}
+	// A deleted user's id stays taken until its data is drained.
+	if _, err := a.txn.Get(drainUserKey(c.UserID)); err == nil {
+		return refuse(ErrUserExists, "create user %s", c.UserID), nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return Result{}, err
+	}
 	u = User{ID: c.UserID, SecretHash: c.SecretHash, CreatedAt: a.at}
 	return Result{User: &u}, setJSON(a.txn, userKey(u.ID), u)
 }
 
+// deleteUser takes effect at once, in a step that does not grow with the
+// user's data: the user record goes (its secret stops working, its
+// sessions end), and every mailbox of the user is revoked with its token
+// deleted (publishing answers 404 token_unknown). Its messages (ending
+// revoked, each with its receipt), mailboxes and devices are then drained
+// in bounded steps: up to the applier's budget here, the rest by Expire.
 func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
 	var u User
 	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
 		return refuse(ErrUserUnknown, "delete user %s", c.UserID), err
 	}
-	// Messages first: they end revoked, and their index entries go with them.
-	msgs, err := a.streamRange(u.ID, 0, 0)
-	if err != nil {
+	if err := a.txn.Delete(userKey(u.ID)); err != nil {
 		return Result{}, err
-	}
-	for _, m := range msgs {
-		if err := a.dropMessage(m, StateRevoked, ""); err != nil {
-			return Result{}, err
-		}
 	}
 	mbs, err := a.keysWithPrefix(userMailboxPrefix(u.ID))
 	if err != nil {
@@ -140,21 +159,27 @@ func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
 		var mb Mailbox
 		if ok, err := found(getJSON(a.txn, mailboxKey(mbID), &mb)); err != nil {
 			return Result{}, err
-		} else if ok {
-			if err := a.deleteMailboxKeys(mb); err != nil {
+		} else if !ok {
+			continue
+		}
+		if err := a.txn.Delete(tokenKey(mb.TokenHash)); err != nil {
+			return Result{}, err
+		}
+		if !mb.Revoked() {
+			if err := a.markRevoked(&mb); err != nil {
 				return Result{}, err
 			}
 		}
-		if err := a.txn.Delete(k); err != nil {
-			return Result{}, err
-		}
 	}
-	a.cacheDevices(u.ID, []Device{})
-	if err := a.deletePrefix(devicePrefix(u.ID)); err != nil {
+	if err := a.txn.Set(drainUserKey(u.ID), nil); err != nil {
 		return Result{}, err
 	}
+	a.cacheDevices(u.ID, []Device{})
 	a.emit(Event{Kind: EventUserDeleted, UserID: u.ID})
-	return Result{User: &u}, a.txn.Delete(userKey(u.ID))
+	if _, _, err := a.drainUser(u.ID, a.budget); err != nil {
+		return Result{}, err
+	}
+	return Result{User: &u}, nil
 }
 
 // ---- mailboxes ----
@@ -187,6 +212,12 @@ func (a *applier) createMailbox(c *CreateMailbox) (Result, error) {
 	return Result{Mailbox: &mb}, a.txn.Set(tokenKey(mb.TokenHash), []byte(mb.ID))
 }
 
+// revokeMailbox takes effect at once, in a step that does not grow with
+// the mailbox's pending messages: the mailbox is marked revoked, so its
+// token publishes no more (410), and every message of it still pending ends
+// revoked, whichever command comes to end it. Those messages are dropped,
+// each with its receipt, in bounded steps: up to the applier's budget here,
+// the rest by Expire (drain.go).
 func (a *applier) revokeMailbox(c *RevokeMailbox) (Result, error) {
 	mb, refusal, err := a.findMailbox(c)
 	if err != nil || refusal != nil {
@@ -195,28 +226,32 @@ func (a *applier) revokeMailbox(c *RevokeMailbox) (Result, error) {
 	if mb.Revoked() {
 		return refuse(ErrTokenRevoked, "revoke mailbox %s", mb.ID), nil
 	}
-	mb.RevokedAt = a.at
-	if err := setJSON(a.txn, mailboxKey(mb.ID), mb); err != nil {
+	var u User
+	if _, err := found(getJSON(a.txn, userKey(mb.UserID), &u)); err != nil {
 		return Result{}, err
 	}
-	// Its pending messages are withdrawn from the user's stream.
-	msgs, err := a.streamRange(mb.UserID, 0, 0)
-	if err != nil {
+	if err := a.markRevoked(mb); err != nil {
 		return Result{}, err
 	}
-	for _, m := range msgs {
-		if m.MailboxID != mb.ID {
-			continue
-		}
-		if err := a.dropMessage(m, StateRevoked, ""); err != nil {
-			return Result{}, err
-		}
-	}
-	if err := a.deletePrefix(key(tagTopic, []byte(mb.ID), nil)); err != nil {
+	d := mailboxDrain{UserID: mb.UserID, Through: u.LastSeq}
+	if err := setJSON(a.txn, drainMailboxKey(mb.ID), d); err != nil {
 		return Result{}, err
 	}
 	a.emit(Event{Kind: EventMailboxRevoked, UserID: mb.UserID, Mailbox: mb})
+	if _, _, err := a.drainMailbox(mb.ID, &d, a.budget); err != nil {
+		return Result{}, err
+	}
 	return Result{Mailbox: mb}, nil
+}
+
+// markRevoked records that mb is revoked now, in the store and in the
+// receipt log this apply may already hold for it (finish reads it there).
+func (a *applier) markRevoked(mb *Mailbox) error {
+	mb.RevokedAt = a.at
+	if l := a.logs[mb.ID]; l != nil {
+		l.mb = *mb
+	}
+	return setJSON(a.txn, mailboxKey(mb.ID), mb)
 }
 
 // findMailbox resolves a RevokeMailbox's target: by id, or by token hash.
@@ -245,22 +280,6 @@ func (a *applier) findMailbox(c *RevokeMailbox) (mb *Mailbox, refusal, err error
 		return nil, fmt.Errorf("revoke mailbox %s: %w", id, ErrMailboxUnknown), nil
 	}
 	return mb, nil, nil
-}
-
-// deleteMailboxKeys removes a mailbox with its token, topics and idempotency keys.
-func (a *applier) deleteMailboxKeys(mb Mailbox) error {
-	for _, p := range [][]byte{key(tagTopic, []byte(mb.ID), nil), key(tagIdem, []byte(mb.ID), nil)} {
-		if err := a.deletePrefix(p); err != nil {
-			return err
-		}
-	}
-	if err := a.txn.Delete(tokenKey(mb.TokenHash)); err != nil {
-		return err
-	}
-	if err := a.forgetReceiptLog(mb.ID); err != nil {
-		return err
-	}
-	return a.txn.Delete(mailboxKey(mb.ID))
 }
 
 // ---- publishing ----
@@ -699,6 +718,12 @@ func (a *applier) expire(c *Expire) (Result, error) {
 		}
 	}
 	res.Expired = len(due)
+	// Revoked mailboxes and deleted users still draining.
+	drained, more, err := a.drains(limit - res.Expired)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Expired += drained
 	// Records whose keeping window ended.
 	var garbage [][]byte
 	err = iterKeys(a.txn, garbagePrefix(), func(k []byte) bool {
@@ -722,7 +747,7 @@ func (a *applier) expire(c *Expire) (Result, error) {
 		}
 	}
 	res.Expired += len(garbage)
-	res.More = res.Expired == limit
+	res.More = res.Expired >= limit || more
 	return res, nil
 }
 
@@ -772,6 +797,14 @@ func (a *applier) finish(m *Message, state State, device, replacedBy string) err
 	}
 	st := statusOf(m)
 	st.State, st.FinalAt, st.DeliveredTo, st.ReplacedBy = state, a.at, device, replacedBy
+	if l, err := a.receiptLog(m.MailboxID); err != nil {
+		return err
+	} else if l != nil && l.mb.Revoked() {
+		// Its mailbox was revoked while it was pending: that decided its
+		// fate, whatever comes to end it while the revoke drains (an ack,
+		// its TTL, the drain itself).
+		st.State, st.FinalAt, st.DeliveredTo, st.ReplacedBy = StateRevoked, l.mb.RevokedAt, "", ""
+	}
 	r, mb, err := a.recordReceipt(&st)
 	if err != nil {
 		return err
@@ -834,17 +867,4 @@ func (a *applier) keysWithPrefix(prefix []byte) ([][]byte, error) {
 		return true
 	})
 	return out, err
-}
-
-func (a *applier) deletePrefix(prefix []byte) error {
-	keys, err := a.keysWithPrefix(prefix)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := a.txn.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
 }

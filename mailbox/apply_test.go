@@ -607,37 +607,41 @@ func TestAckBatchTrimsEveryUser(t *testing.T) {
 }
 
 // TestChangeTooLargeIsRefusedWhole: a command whose transaction would
-// outgrow badger's limit (deleting a user with a long stream, on a store
-// with a small memtable) is refused with ErrChangeTooLarge, changes nothing
-// but the applied index, and the store goes on applying.
+// outgrow badger's limit (a publish of thousands of items in one entry, on
+// a store with a small memtable) is refused with ErrChangeTooLarge,
+// changes nothing but the applied index, and the store goes on applying.
 func TestChangeTooLargeIsRefusedWhole(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20}) // about 13,000 keys a transaction
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	m := &machine{t: t, s: s, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	m := smallMachine(t)
 	alice, _ := m.user()
 	_, tok := m.mailbox(alice)
-	const n = 5000
-	for i := 0; i < n; i += 500 {
-		items := make([]PublishItem, 500)
-		for j := range items {
-			items[j] = PublishItem{TokenHash: Hash(tok), Data: fmt.Sprint(i + j), TTL: 3600}
-		}
-		m.publish(items...)
+	const n = 6000 // three keys each: more than the 13,000 a transaction holds
+	items := make([]PublishItem, n)
+	for i := range items {
+		items[i] = PublishItem{ID: NewID(), TokenHash: Hash(tok), Data: fmt.Sprint(i), TTL: 3600}
 	}
 	before := m.s.Applied()
-	res := m.apply(&Command{Kind: KindDeleteUser, DeleteUser: &DeleteUser{UserID: alice}})
+	res := m.apply(&Command{Kind: KindPublish, Publish: &Publish{Items: items}})
 	if !errors.Is(res.Err, ErrChangeTooLarge) {
-		t.Fatalf("delete a user with %d messages on an 8 MiB memtable: %v", n, res.Err)
+		t.Fatalf("publish %d items in one entry on an 8 MiB memtable: %v", n, res.Err)
 	}
 	if m.s.Applied() != before+1 {
 		t.Fatalf("applied index %d, want %d", m.s.Applied(), before+1)
 	}
-	if got := m.stream(alice); len(got) != n {
-		t.Fatalf("stream after the refused delete: %d messages, want %d", len(got), n)
+	if got := m.stream(alice); len(got) != 0 {
+		t.Fatalf("stream after the refused publish: %d messages, want none", len(got))
 	}
 	// Still applying: the user is there and takes messages.
 	m.publishOK(tok, "after", 3600)
+}
+
+// smallMachine is a machine over a store with an 8 MiB memtable: about
+// 13,000 keys or 1.2 MiB a transaction.
+func smallMachine(t *testing.T) *machine {
+	t.Helper()
+	s, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &machine{t: t, s: s, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
 }

@@ -53,4 +53,7 @@
 //	                                   StatusRetention
 //	o/{mailbox}/{seq:8 BE}             OutboxEntry (JSON): a receipt its webhook has not yet
 //	                                   taken, with the URL and secret to send it with
+//	V/{user}                           a deleted user whose data is still draining (drain.go)
+//	v/{mailbox}                        a revoked mailbox whose messages are still draining
+//	                                   (JSON: where the drain stands)
 package mailbox

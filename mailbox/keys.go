@@ -21,6 +21,9 @@ const (
 	tagReceiptSeq = 'R'
 	tagReceipt    = 'r'
 	tagOutbox     = 'o'
+
+	tagDrainUser    = 'V'
+	tagDrainMailbox = 'v'
 )
 
 // key joins a tag and parts with '/'. Parts are strings or []byte.

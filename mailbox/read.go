@@ -185,9 +185,15 @@ func (s *Store) Devices(userID string) ([]Device, error) {
 }
 
 // NextDeadline returns the earliest time at which an Expire command has work:
-// a message's TTL or a kept record's window ends. ok is false when there is none.
+// a message's TTL or a kept record's window ends, or 0 while a revoked
+// mailbox or a deleted user is still draining (drain.go). ok is false when
+// there is none.
 func (s *Store) NextDeadline() (at int64, ok bool, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
+		if d, err := draining(txn); err != nil || d {
+			at, ok = 0, d
+			return err
+		}
 		for _, p := range [][]byte{expiryPrefix(), garbagePrefix()} {
 			iterKeys(txn, p, func(k []byte) bool {
 				if len(k) >= 10 {

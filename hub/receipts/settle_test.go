@@ -19,7 +19,7 @@ import (
 // startSmallNode runs one node, as clustertest.Start does, over a store
 // with a small memtable: a SettleReceipts of a few thousand seqs is more
 // than one of its transactions holds.
-func startSmallNode(t *testing.T, memTable int64, applied cluster.Applied) (*mailbox.Store, *cluster.Node) {
+func startSmallNode(t *testing.T, memTable int64, applied cluster.Applied, expireEvery time.Duration) (*mailbox.Store, *cluster.Node) {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := mailbox.Open(filepath.Join(dir, "badger"), mailbox.Options{MemTableSize: memTable})
@@ -28,7 +28,7 @@ func startSmallNode(t *testing.T, memTable int64, applied cluster.Applied) (*mai
 	}
 	n, err := cluster.Open(cluster.Config{
 		RaftAddr: "127.0.0.1:0", Dir: filepath.Join(dir, "raft"), Bootstrap: true,
-		HeartbeatTimeout: 200 * time.Millisecond, ExpireEvery: time.Hour,
+		HeartbeatTimeout: 200 * time.Millisecond, ExpireEvery: expireEvery,
 	}, store, applied)
 	if err != nil {
 		store.Close()
@@ -104,7 +104,7 @@ func TestSettlerNeverJams(t *testing.T) {
 	d := receipts.New(cfg, &st)
 	// 8 MiB (the smallest badger opens with its default value threshold)
 	// holds about 13,000 keys or 1.2 MiB a transaction: some 2,800 statuses.
-	store, node := startSmallNode(t, 8<<20, d)
+	store, node := startSmallNode(t, 8<<20, d, time.Hour)
 	st.Store = store
 	g := &gatedProposer{node: node}
 	d.Start(g, g)
@@ -166,4 +166,53 @@ func TestSettlerNeverJams(t *testing.T) {
 	if total < n {
 		t.Errorf("settled %d seqs in %d commands, want at least %d", total, len(g.sizes), n)
 	}
+}
+
+// TestRevokeOfAHugeMailboxSendsEveryReceipt: a mailbox with more pending
+// messages than one transaction of this store holds is revoked (it was
+// refused with change_too_large before); the leader's expiry loop drains
+// it in steps it makes small enough for the store, and the endpoint gets
+// one revoked receipt per message, in order.
+func TestRevokeOfAHugeMailboxSendsEveryReceipt(t *testing.T) {
+	const n = 5000
+	rc := newReceiver(t, nil)
+	var st lateStore
+	cfg := fastConfig()
+	cfg.BatchSize = 500
+	d := receipts.New(cfg, &st)
+	store, node := startSmallNode(t, 8<<20, d, 20*time.Millisecond)
+	st.Store = store
+	d.Start(node, node)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+		defer cancel()
+		if err := d.Close(ctx); err != nil {
+			t.Errorf("close dispatcher: %v", err)
+		}
+	})
+	user, _ := clustertest.NewUser(t, node)
+	r := &rig{t: t, node: node, store: store, d: d, user: user}
+	mb := r.mailbox(rc.url())
+	rc.trust(mb)
+	var ids []string
+	for i := 0; i < n; i += 250 {
+		data := make([]string, 250)
+		for j := range data {
+			data[j] = strconv.Itoa(i + j)
+		}
+		for _, p := range clustertest.Publish(t, node, mb.token, data...) {
+			ids = append(ids, p.Status.ID)
+		}
+	}
+	if res := r.propose(&mailbox.Command{Kind: mailbox.KindRevokeMailbox, RevokeMailbox: &mailbox.RevokeMailbox{TokenHash: mailbox.Hash(mb.token)}}); res.Err != nil {
+		t.Fatalf("revoke: %v", res.Err)
+	}
+	got := rc.waitFor(mb, n)
+	for _, id := range ids {
+		if got[id].Status != "revoked" {
+			t.Fatalf("receipt of %s: %+v", id, got[id])
+		}
+	}
+	rc.checkInOrder(t, mb, n)
+	r.waitOutboxEmpty(mb)
 }

@@ -52,7 +52,10 @@ type Config struct {
 	// PerEndpoint is the most POSTs in flight to one receipt URL; default 2.
 	PerEndpoint int
 	// MaxInFlight is the most POSTs in flight in all; default 64. It is
-	// larger than PerEndpoint, so one slow endpoint cannot take every slot.
+	// larger than PerEndpoint, so one slow endpoint cannot take every slot;
+	// and an endpoint whose last POST failed has one POST in flight at
+	// most, among at most half of MaxInFlight for all failing endpoints,
+	// so many hanging endpoints cannot take every slot either.
 	MaxInFlight int
 	// MaxResponse is how much of a response body is read before the
 	// connection is dropped; default 64 KiB.
@@ -117,6 +120,9 @@ type Dispatcher struct {
 	tr     *http.Transport
 	log    *slog.Logger
 	slots  chan struct{} // MaxInFlight
+	// probeSlots (half of MaxInFlight) bound the POSTs of failing
+	// endpoints, which also take one of slots.
+	probeSlots chan struct{}
 
 	mu      sync.Mutex
 	run     *run // non-nil while leading
@@ -158,11 +164,12 @@ func New(cfg Config, store Store) *Dispatcher {
 			// nobody checked.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		log:   cfg.Logger,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		feed:  feed{waiters: make(map[string]*waiter)},
+		log:        cfg.Logger,
+		slots:      make(chan struct{}, cfg.MaxInFlight),
+		probeSlots: make(chan struct{}, max(1, cfg.MaxInFlight/2)),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		feed:       feed{waiters: make(map[string]*waiter)},
 	}
 }
 

@@ -654,3 +654,84 @@ func TestLeadershipMovesDuringDispatch(t *testing.T) {
 	}
 	(&rig{t: t, store: next.Store}).waitOutboxEmpty(mb)
 }
+
+// TestManyHangingEndpoints: more hanging endpoints than there are slots.
+// Once an endpoint's POST has failed (timed out), it has one POST in
+// flight at a time, and failing endpoints hold at most half of the slots:
+// a healthy endpoint's receipts all arrive while the others still hang.
+func TestManyHangingEndpoints(t *testing.T) {
+	const hanging = 6
+	cfg := fastConfig()
+	cfg.PerEndpoint, cfg.MaxInFlight = 2, 4
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.BatchSize = 5
+
+	// Each hanging endpoint counts, among the requests that arrived after
+	// the hub first gave up on one of its requests, the most in flight at
+	// once.
+	type hangState struct {
+		mu         sync.Mutex
+		failedOnce bool
+		after      int // in flight, of those that arrived after the first failure
+		maxAfter   int
+	}
+	var states []*hangState
+	r := newRig(t, cfg)
+	for range hanging {
+		hs := &hangState{}
+		states = append(states, hs)
+		rc := newReceiver(t, func(_ int, w http.ResponseWriter, req *http.Request) bool {
+			hs.mu.Lock()
+			counted := hs.failedOnce
+			if counted {
+				hs.after++
+				hs.maxAfter = max(hs.maxAfter, hs.after)
+			}
+			hs.mu.Unlock()
+			<-req.Context().Done() // hangs until the hub hangs up
+			hs.mu.Lock()
+			hs.failedOnce = true
+			if counted {
+				hs.after--
+			}
+			hs.mu.Unlock()
+			return true
+		})
+		for range 2 { // as many mailboxes as PerEndpoint: both workers busy
+			mb := r.mailbox(rc.url())
+			r.publish(mb, 3)
+			r.revoke(mb)
+		}
+	}
+	healthy := newReceiver(t, nil)
+	hb := r.mailbox(healthy.url())
+	healthy.trust(hb)
+	r.publish(hb, 40) // eight POSTs, one after another
+	r.revoke(hb)
+	healthy.waitFor(hb, 40)
+	healthy.checkInOrder(t, hb, 40)
+
+	// Let the breakers be seen at work for a while longer: every hanging
+	// endpoint has failed at least once, and probes went on.
+	eventually(t, "every hanging endpoint failing", func() bool {
+		for _, hs := range states {
+			hs.mu.Lock()
+			f := hs.failedOnce
+			hs.mu.Unlock()
+			if !f {
+				return false
+			}
+		}
+		return true
+	})
+	before := r.d.Stats().Attempts
+	eventually(t, "more probes", func() bool { return r.d.Stats().Attempts >= before+2*hanging })
+	for i, hs := range states {
+		hs.mu.Lock()
+		m := hs.maxAfter
+		hs.mu.Unlock()
+		if m > 1 {
+			t.Errorf("hanging endpoint %d: %d requests in flight at once after failing; a failing endpoint has one", i, m)
+		}
+	}
+}

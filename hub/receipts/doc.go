@@ -23,7 +23,10 @@
 // because each mailbox has its own signing secret. All endpoints share
 // MaxInFlight POSTs, which is more than PerEndpoint, and every POST has a
 // Timeout and reads at most MaxResponse bytes of the answer: a slow,
-// failing or chatty endpoint never holds up another's receipts. A receipt
+// failing or chatty endpoint never holds up another's receipts. An endpoint
+// whose last POST failed has one POST in flight at most (a probe) until one
+// succeeds, and probes use at most half of MaxInFlight, so that many
+// hanging endpoints cannot hold every slot either. A receipt
 // still failing RetryFor after its fate is given up: it leaves the outbox
 // and its message's status says webhook "failed".
 //

@@ -178,14 +178,22 @@ func (r *run) settled(mb string, through uint64) {
 // to PerEndpoint workers sending them. A mailbox is sent by one worker at a
 // time, oldest receipts first, and a failed batch is retried before anything
 // after it: receipts reach an endpoint in order per mailbox.
+//
+// An endpoint whose last POST failed is failing (a breaker): it has at most
+// one POST in flight, a probe, until one succeeds, and probes take their
+// slot among at most half of MaxInFlight. So endpoints that hang or fail
+// hold few of the shared slots, and healthy endpoints keep the rest.
 type endpoint struct {
 	r    *run
 	url  string
 	kick chan struct{} // cap 1: a box became ready
 
-	mu      sync.Mutex
-	boxes   map[string]*box
-	workers int
+	mu       sync.Mutex
+	boxes    map[string]*box
+	workers  int
+	failing  bool          // the last POST failed
+	probing  bool          // a worker sends while failing
+	probeEnd chan struct{} // closed when that worker is done
 }
 
 // box is one mailbox's sending state at its endpoint.
@@ -225,45 +233,63 @@ func (e *endpoint) mark(mb string) {
 // work sends boxes until none is left to send or waiting for a retry.
 func (e *endpoint) work() {
 	for {
-		b, gen, wait := e.pick()
-		if b == nil && wait == 0 {
+		b, gen, probe, wait, probeEnd := e.pick()
+		if b == nil && wait == 0 && probeEnd == nil {
 			e.retire()
 			return
 		}
 		if b == nil {
-			t := time.NewTimer(wait)
+			var t *time.Timer
+			var timeout <-chan time.Time
+			if wait > 0 {
+				t = time.NewTimer(wait)
+				timeout = t.C
+			}
 			select {
 			case <-e.kick:
-			case <-t.C:
+			case <-timeout:
+			case <-probeEnd:
 			case <-e.r.ctx.Done():
+			}
+			if t != nil {
 				t.Stop()
+			}
+			if e.r.ctx.Err() != nil {
 				return
 			}
-			t.Stop()
 			continue
 		}
-		empty := e.send(b)
-		e.release(b, gen, empty)
+		empty := e.send(b, probe)
+		e.release(b, gen, empty, probe)
 		if e.r.ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-// pick takes a box that is ready to send. With none ready, it returns how
-// long until one is, or 0 when no box waits at all (the worker then ends;
-// mark starts another when needed).
-func (e *endpoint) pick() (b *box, gen uint64, wait time.Duration) {
+// pick takes a box that is ready to send; while the endpoint is failing,
+// the box taken is its one probe. With none ready, it returns how long
+// until one is, or the channel closed when the probe in flight is done, or
+// neither when no box waits at all (the worker then ends; mark starts
+// another when needed).
+func (e *endpoint) pick() (b *box, gen uint64, probe bool, wait time.Duration, probeEnd <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := time.Now()
+	held := e.failing && e.probing
 	for _, c := range e.boxes {
 		if c.busy || !c.pending {
 			continue
 		}
+		if held {
+			return nil, 0, false, 0, e.probeEnd
+		}
 		if !c.next.After(now) {
 			c.busy = true
-			return c, c.gen, 0
+			if e.failing {
+				e.probing, e.probeEnd = true, make(chan struct{})
+			}
+			return c, c.gen, e.failing, 0, nil
 		}
 		if w := c.next.Sub(now); wait == 0 || w < wait {
 			wait = w
@@ -272,18 +298,29 @@ func (e *endpoint) pick() (b *box, gen uint64, wait time.Duration) {
 	if wait == 0 {
 		e.workers--
 	}
-	return nil, 0, wait
+	return nil, 0, false, wait, nil
 }
 
-// release gives a box back. A box whose outbox was empty, and that got no
-// new receipts meanwhile, is forgotten.
-func (e *endpoint) release(b *box, gen uint64, empty bool) {
+// release gives a box back, and ends its probe. A box whose outbox was
+// empty, and that got no new receipts meanwhile, is forgotten.
+func (e *endpoint) release(b *box, gen uint64, empty, probe bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	b.busy = false
+	if probe {
+		e.probing = false
+		close(e.probeEnd)
+	}
 	if empty && b.gen == gen {
 		delete(e.boxes, b.id)
 	}
+}
+
+// setFailing records how the endpoint's last POST went.
+func (e *endpoint) setFailing(failing bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failing = failing
 }
 
 // retire forgets the endpoint once its last worker has ended with nothing
@@ -299,8 +336,9 @@ func (e *endpoint) retire() {
 }
 
 // send posts the next batch of b's receipts, or gives up those past their
-// retry period. It reports whether the outbox had nothing left for b.
-func (e *endpoint) send(b *box) (empty bool) {
+// retry period. It reports whether the outbox had nothing left for b. A
+// probe (the endpoint is failing) takes a probe slot before its slot.
+func (e *endpoint) send(b *box, probe bool) (empty bool) {
 	d := e.r.d
 	after := max(b.sent, e.r.floor(b.id))
 	entries, err := d.store.Outbox(b.id, after, d.cfg.BatchSize)
@@ -330,6 +368,14 @@ func (e *endpoint) send(b *box) (empty bool) {
 			return false
 		}
 	}
+	if probe {
+		select {
+		case d.probeSlots <- struct{}{}:
+		case <-e.r.ctx.Done():
+			return false
+		}
+		defer func() { <-d.probeSlots }()
+	}
 	select {
 	case d.slots <- struct{}{}:
 	case <-e.r.ctx.Done():
@@ -341,12 +387,14 @@ func (e *endpoint) send(b *box) (empty bool) {
 		if e.r.ctx.Err() != nil {
 			return false // the run ended, not the endpoint
 		}
+		e.setFailing(true)
 		d.errors.Add(1)
 		e.backoff(b)
 		d.log.Debug("receipts: POST failed", slog.String("url", e.url), slog.String("mailbox", b.id),
 			slog.Int("attempt", b.attempt), slog.Time("retry_at", b.next), slog.Any("err", err))
 		return false
 	}
+	e.setFailing(false)
 	d.sent.Add(uint64(len(entries)))
 	b.attempt, b.next = 0, time.Time{}
 	e.settled(b, entries[0].Seq, entries[len(entries)-1].Seq, false)

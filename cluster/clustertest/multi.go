@@ -168,7 +168,10 @@ func (c *Cluster) Config(m *Member, bootstrap bool) cluster.Config {
 	cfg.Bootstrap = bootstrap
 	cfg.Secret = c.Secret
 	if cfg.HeartbeatTimeout == 0 {
-		cfg.HeartbeatTimeout = 200 * time.Millisecond
+		// Long enough that a race-instrumented test on a busy 2-core machine
+		// does not see spurious elections (200 ms did, now and then), short
+		// enough that a killed leader is replaced in a second or two.
+		cfg.HeartbeatTimeout = 500 * time.Millisecond
 	}
 	return cfg
 }

@@ -204,14 +204,17 @@ func (a *acker) propose(ctx context.Context, p Proposer, pending []pendingAck) e
 		batch[i] = mailbox.Ack{UserID: pa.key.user, DeviceID: pa.key.device, Seq: pa.to}
 	}
 	res, err := p.Propose(ctx, &mailbox.Command{Kind: mailbox.KindAcks, Acks: &mailbox.Acks{Items: batch}})
+	if res.Err != nil {
+		// Refused whole (mailbox.ErrChangeTooLarge; Propose returns the
+		// refusal as its error too). Proposing it again would be refused
+		// again: it is dropped, and the devices ack again in their next
+		// hello.
+		a.log.Error("hub: ack batch refused", slog.Int("acks", len(batch)), slog.Any("err", res.Err))
+		return nil
+	}
 	if err != nil {
 		a.log.Warn("hub: ack batch not committed; will retry", slog.Int("acks", len(batch)), slog.Any("err", err))
 		return err
-	}
-	if res.Err != nil {
-		// Refused whole (mailbox.ErrChangeTooLarge): the devices ack again
-		// in their next hello.
-		a.log.Error("hub: ack batch refused", slog.Int("acks", len(batch)), slog.Any("err", res.Err))
 	}
 	a.batches.Add(1)
 	a.count.Add(uint64(len(batch)))

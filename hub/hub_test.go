@@ -329,3 +329,67 @@ func TestALongAckIsProposedInSteps(t *testing.T) {
 		t.Fatalf("stream after the only device acked everything: %d messages, %v", len(msgs), err)
 	}
 }
+
+// refuseFirst passes commands on to the node, except that it answers the
+// first Acks command with a refusal of the whole command (as the state
+// machine answers one too large to apply), and keeps every Acks batch.
+type refuseFirst struct {
+	ackRecorder
+}
+
+func (p *refuseFirst) Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Result, error) {
+	if cmd.Kind == mailbox.KindAcks {
+		p.mu.Lock()
+		first := len(p.acks) == 0
+		p.acks = append(p.acks, slices.Clone(cmd.Acks.Items))
+		p.mu.Unlock()
+		if first {
+			res := mailbox.Result{Err: mailbox.ErrChangeTooLarge}
+			return res, res.Err
+		}
+	}
+	return p.Node.Propose(ctx, cmd)
+}
+
+// TestARefusedAckBatchIsNotProposedAgain: a batch the state machine refuses
+// whole would be refused again; the acker drops it (the devices ack again
+// in their next hello) instead of proposing it forever, and goes on with
+// the next acks.
+func TestARefusedAckBatchIsNotProposedAgain(t *testing.T) {
+	rec := &refuseFirst{}
+	r := newRigVia(t, hub.Config{}, func(n *cluster.Node) hub.Proposer { rec.Node = n; return rec })
+	r.publish(t, 1)
+	w1, w2 := newWakes(), newWakes()
+	a, _ := r.hub.Attach(r.user, "a", 0, w1.wake)
+	b, _ := r.hub.Attach(r.user, "b", 0, w2.wake)
+	takeUntil(t, a, w1, 10, 1)
+	takeUntil(t, b, w2, 10, 1)
+	if err := a.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	waitBatches := func(n int) [][]mailbox.Ack {
+		t.Helper()
+		deadline := time.Now().Add(clustertest.Timeout)
+		for {
+			rec.mu.Lock()
+			got := slices.Clone(rec.acks)
+			rec.mu.Unlock()
+			if len(got) >= n {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ack batches: %v, want %d", got, n)
+			}
+			time.Sleep(5 * time.Millisecond) // polling the recorder
+		}
+	}
+	waitBatches(1) // a's, refused
+	if err := b.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	got := waitBatches(2)
+	want := []mailbox.Ack{{UserID: r.user, DeviceID: "b", Seq: 1}}
+	if !slices.Equal(got[1], want) {
+		t.Fatalf("second batch %v, want only b's ack %v (a's refused one must not come back)", got[1], want)
+	}
+}

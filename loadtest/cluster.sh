@@ -9,7 +9,13 @@
 # generator), makes a user and a mailbox, and runs wrk:
 #   - single publishes at c=256 against the leader, and spread over all three
 #     nodes (followers forward to the leader);
-#   - batch publishes (100 messages a request) at c=16 against the leader.
+#   - batch publishes (100 messages a request) at c=16 against the leader;
+#   - hubload throughput at RATE publishes/s (default 5,000) to 2,500 users
+#     with two WebSocket devices each, spread over the three nodes: the
+#     publish-to-deliver latencies on three nodes;
+#   - hubload failover: the same load with Idempotency-Keys, the leader
+#     SIGKILLed a third into the run: time without accepted writes, and the
+#     loss and duplicate counts.
 # Then it stops the cluster and runs loadtest/failover (its own three nodes):
 # time from leader SIGKILL to the first accepted write, ROUNDS times, and
 # leader changes without a kill under load.
@@ -21,9 +27,13 @@ ROOT=$PWD
 command -v wrk >/dev/null || { echo "cluster.sh: needs wrk (see loadtest/bench.sh)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/hubcluster.XXXXXX)
 PID=
-cleanup() { [[ -n $PID ]] && kill -INT "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [[ -n $PID ]] && kill -INT "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$WORK/data"; echo "cluster.sh: reports in $OUT" >&2; }
 trap cleanup EXIT
-go build -o "$WORK/" ./cmd/hubd ./cmd/hubctl ./loadtest/failover
+RATE=${RATE:-5000}
+OUT=${OUT:-$WORK/reports}
+mkdir -p "$OUT"
+go build -o "$WORK/" ./cmd/hubd ./cmd/hubctl ./cmd/hubload ./loadtest/failover
+ulimit -n 20000
 
 "$WORK/hubctl" dev-cluster --dir "$WORK/data" --port 18081 --admin-token bench >"$WORK/cluster.log" 2>&1 &
 PID=$!
@@ -45,6 +55,14 @@ for p in 18081 18082 18083; do
 done
 wait
 run "batch publishes (100 a request), c=16, to the leader" -t2 -c16 -s loadtest/wrk/batch.lua "$LEADER"
+NODES=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083
+echo "== hubload throughput, $RATE/s over three nodes"
+"$WORK/hubload" throughput --nodes "$NODES" --admin-token bench --users 2500 --devices 2 --rate "$RATE" \
+	--duration "${DUR}s" --quiet --report "$OUT/cluster-throughput" || true
+LEADER_PID=$(pgrep -f -- "--listen ${LEADER#http://}" | head -1)
+echo "== hubload failover, leader pid $LEADER_PID"
+"$WORK/hubload" failover --nodes "$NODES" --admin-token bench --users 1000 --devices 2 --rate 1000 \
+	--duration 15s --kill-pid "$LEADER_PID" --quiet --report "$OUT/cluster-failover" || true
 kill -INT "$PID"; wait "$PID" || true; PID=
 
 echo "== failover"

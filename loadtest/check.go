@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"math/bits"
 	"strconv"
 	"sync"
@@ -135,7 +136,11 @@ type Verdict struct {
 	Redelivered uint64 `json:"redelivered"` // seen again after a reconnect and dropped by seq, as the protocol allows
 	Unexpected  uint64 `json:"unexpected"`  // received, though the publish was not answered 201 (it may still have been stored)
 	Foreign     uint64 `json:"foreign"`     // payloads this run did not write
-	Pass        bool   `json:"pass"`
+	// DevicesShort is how many devices miss at least one message;
+	// Missing names a few of them: "user/device: n missing, first #k".
+	DevicesShort int      `json:"devices_short"`
+	Missing      []string `json:"missing,omitempty"`
+	Pass         bool     `json:"pass"`
 }
 
 // verdict compares what every device received with what was published.
@@ -151,6 +156,13 @@ func verdict(users []*user) Verdict {
 			r.mu.Lock()
 			missing := andNotCount(u.acked, r.got)
 			v.Lost += missing
+			if missing > 0 {
+				v.DevicesShort++
+				if len(v.Missing) < 10 {
+					v.Missing = append(v.Missing, fmt.Sprintf("%s/%s: %d missing, first #%d, got up to seq %d",
+						u.id, d.id, missing, firstAndNot(u.acked, r.got), r.maxSeq))
+				}
+			}
 			v.Delivered += published - missing
 			v.Unexpected += andNotCount(r.got, u.acked)
 			v.Duplicated += r.duplicated
@@ -199,4 +211,17 @@ func andNotCount(a, b bitset) uint64 {
 		c += bits.OnesCount64(w)
 	}
 	return uint64(c)
+}
+
+// firstAndNot is the smallest number in a and not in b, or 0.
+func firstAndNot(a, b bitset) uint64 {
+	for i, w := range a {
+		if i < len(b) {
+			w &^= b[i]
+		}
+		if w != 0 {
+			return uint64(i)*64 + uint64(bits.TrailingZeros64(w))
+		}
+	}
+	return 0
 }

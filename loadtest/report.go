@@ -45,6 +45,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
+	if v := r.Verdict; v != nil && v.DevicesShort > 0 {
+		fmt.Fprintf(&b, "  %d devices miss messages:\n", v.DevicesShort)
+		for _, m := range v.Missing {
+			fmt.Fprintf(&b, "    %s\n", m)
+		}
+	}
 	fmt.Fprintf(&b, "\n%s\n", r.verdictLine())
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -84,7 +84,7 @@ func Run(ctx context.Context, name string, o Options) (*Result, error) {
 // run sets a fleet up, hands it to body with the clock started, and fills
 // the result's verdict, latencies and series. Everything ends within the
 // scenario's bound: setup, publishing and the drain each have a deadline.
-func run(ctx context.Context, name string, o *Options, offline bool, body func(context.Context, *fleet, *Result) error) (*Result, error) {
+func run(ctx context.Context, name string, o *Options, body func(context.Context, *fleet, *Result) error) (*Result, error) {
 	bound := o.ConnectTimeout + o.Duration + o.DrainTimeout + 10*time.Minute
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
@@ -100,14 +100,9 @@ func run(ctx context.Context, name string, o *Options, offline bool, body func(c
 		return nil, fmt.Errorf("%s: set up: %w", name, err)
 	}
 	defer f.close()
-	if offline {
-		f.gate.shut()
-	}
 	f.start(ctx)
-	if !offline {
-		if err := f.waitConnected(ctx, o.ConnectTimeout); err != nil {
-			return nil, fmt.Errorf("%s: %w (%d of %d)", name, err, f.connected.Load(), len(f.devices))
-		}
+	if err := f.waitConnected(ctx, o.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("%s: %w (%d of %d)", name, err, f.connected.Load(), len(f.devices))
 	}
 	rec.mu.Lock()
 	rec.start = time.Now()
@@ -294,7 +289,7 @@ func Throughput(ctx context.Context, o Options) (*Result, error) {
 	if err := o.withDefaults(1000, 0); err != nil {
 		return nil, err
 	}
-	return run(ctx, "throughput", &o, false, func(ctx context.Context, f *fleet, res *Result) error {
+	return run(ctx, "throughput", &o, func(ctx context.Context, f *fleet, res *Result) error {
 		res.param("publishes per second", o.Rate)
 		res.param("duration", o.Duration)
 		p := &publisher{f: f, o: &o}

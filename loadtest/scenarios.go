@@ -20,7 +20,7 @@ func Burst(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	o.Duration = time.Duration(int64(o.Messages) * int64(time.Second) / int64(o.Rate))
-	return run(ctx, "burst", &o, false, func(ctx context.Context, f *fleet, res *Result) error {
+	return run(ctx, "burst", &o, func(ctx context.Context, f *fleet, res *Result) error {
 		res.param("messages", o.Messages)
 		res.param("publishes per second asked", o.Rate)
 		res.param("publishes in flight at most", o.Publishers)
@@ -49,7 +49,7 @@ func ReconnectStorm(ctx context.Context, o Options) (*Result, error) {
 	if o.Messages <= 0 {
 		o.Messages = 10 * o.Users
 	}
-	return run(ctx, "reconnect-storm", &o, false, func(ctx context.Context, f *fleet, res *Result) error {
+	return run(ctx, "reconnect-storm", &o, func(ctx context.Context, f *fleet, res *Result) error {
 		res.param("backlog messages", o.Messages)
 		f.gate.shut()
 		if err := waitFor(ctx, "devices to disconnect", func() bool { return f.connected.Load() == 0 }); err != nil {
@@ -79,9 +79,10 @@ func ReconnectStorm(ctx context.Context, o Options) (*Result, error) {
 	})
 }
 
-// OfflineDrain publishes o.Messages (default 1,000,000) in batches to users
-// whose devices are offline, then connects the devices and reports the rate
-// at which the stored messages reach them.
+// OfflineDrain connects every device once (so that the hub knows it and
+// keeps its messages until it acks them), takes them all offline, publishes
+// o.Messages (default 1,000,000) in batches, then lets the devices connect
+// and reports the rate at which the stored messages reach them.
 func OfflineDrain(ctx context.Context, o Options) (*Result, error) {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 10 * time.Minute
@@ -89,8 +90,12 @@ func OfflineDrain(ctx context.Context, o Options) (*Result, error) {
 	if err := o.withDefaults(1000, 1_000_000); err != nil {
 		return nil, err
 	}
-	return run(ctx, "offline-drain", &o, true, func(ctx context.Context, f *fleet, res *Result) error {
+	return run(ctx, "offline-drain", &o, func(ctx context.Context, f *fleet, res *Result) error {
 		res.param("stored messages", o.Messages)
+		f.gate.shut()
+		if err := waitFor(ctx, "devices to disconnect", func() bool { return f.connected.Load() == 0 }); err != nil {
+			return err
+		}
 		start := time.Now()
 		p := &publisher{f: f, o: &o}
 		if err := p.batches(ctx, o.Messages); err != nil {
@@ -133,7 +138,7 @@ func Failover(ctx context.Context, o Options) (*Result, error) {
 			return nil
 		}
 	}
-	return run(ctx, "failover", &o, false, func(ctx context.Context, f *fleet, res *Result) error {
+	return run(ctx, "failover", &o, func(ctx context.Context, f *fleet, res *Result) error {
 		res.param("publishes per second", o.Rate)
 		res.param("duration", o.Duration)
 		p := &publisher{f: f, o: &o, keys: true}

@@ -50,10 +50,12 @@ export TOKEN
 echo "leader $LEADER"
 run() { echo "== $1"; shift; timeout $((DUR + 30)) wrk --timeout 10s -d"${DUR}s" "$@" | grep -E 'Requests/sec|RESULT|Latency|Non-2xx' || true; }
 run "single publishes, c=256, to the leader" -t2 -c256 -s loadtest/wrk/publish.lua "$LEADER"
+WRKS=()
 for p in 18081 18082 18083; do
 	run "single publishes, c=86, to :$p (in parallel)" -t1 -c86 -s loadtest/wrk/publish.lua "http://127.0.0.1:$p" &
+	WRKS+=($!)
 done
-wait
+wait "${WRKS[@]}" # not a bare wait: that would wait for the cluster too
 run "batch publishes (100 a request), c=16, to the leader" -t2 -c16 -s loadtest/wrk/batch.lua "$LEADER"
 NODES=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083
 echo "== hubload throughput, $RATE/s over three nodes"

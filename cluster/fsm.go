@@ -19,6 +19,27 @@ type Applied interface {
 	Applied(events []mailbox.Event)
 }
 
+// Fanout is an Applied that hands each applied entry's events to several
+// receivers in turn (a node's hub sessions, its receipt dispatcher), and
+// tells those that implement Restored() of a restore. Each must not block.
+type Fanout []Applied
+
+// Applied passes events to every receiver.
+func (f Fanout) Applied(events []mailbox.Event) {
+	for _, a := range f {
+		a.Applied(events)
+	}
+}
+
+// Restored passes a restore on to the receivers that hear of one.
+func (f Fanout) Restored() {
+	for _, a := range f {
+		if r, ok := a.(restorer); ok {
+			r.Restored()
+		}
+	}
+}
+
 // restorer is an optional interface of an Applied: Restored is called on the
 // FSM goroutine after a snapshot was restored into the store, since cursors
 // and streams may have moved without events.

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		Bootstrap: cfg.bootstrap && cfg.join == "", // a joining node waits to be added
 		Secret:    cfg.clusterSecret,
 		Logger:    log,
-	}, store, appliedAll{sessions, dispatcher})
+	}, store, cluster.Fanout{sessions, dispatcher})
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}

@@ -8,9 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/hub/receipts"
-	"github.com/notifyhub/hub/mailbox"
 )
 
 // receiptFlags are hubd's settings of the receipt webhooks.
@@ -45,26 +43,6 @@ func (f *receiptFlags) policy() receipts.URLPolicy {
 
 func (f *receiptFlags) config(log *slog.Logger) receipts.Config {
 	return receipts.Config{RetryFor: f.retryFor, Timeout: f.timeout, URLs: f.policy(), Logger: log}
-}
-
-// appliedAll hands the applied events of the raft node to each of its
-// parts in turn: the hub's sessions, then the receipt dispatcher. Each must
-// not block (cluster.Applied).
-type appliedAll []cluster.Applied
-
-func (a appliedAll) Applied(events []mailbox.Event) {
-	for _, x := range a {
-		x.Applied(events)
-	}
-}
-
-// Restored forwards to the parts that want to hear about a restore.
-func (a appliedAll) Restored() {
-	for _, x := range a {
-		if r, ok := x.(interface{ Restored() }); ok {
-			r.Restored()
-		}
-	}
 }
 
 // receiptMetrics are the dispatcher's counters on GET /metrics.

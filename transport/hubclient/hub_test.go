@@ -40,7 +40,7 @@ func startHub() (url string, stop func()) {
 	node, err := cluster.Open(cluster.Config{
 		RaftAddr: "127.0.0.1:0", Dir: filepath.Join(dir, "raft"), Bootstrap: true,
 		HeartbeatTimeout: 200 * time.Millisecond,
-	}, store, appliedAll{sessions, dispatcher})
+	}, store, cluster.Fanout{sessions, dispatcher})
 	if err != nil {
 		panic(err)
 	}
@@ -64,24 +64,6 @@ func startHub() (url string, stop func()) {
 		node.Close()
 		store.Close()
 		os.RemoveAll(dir)
-	}
-}
-
-// appliedAll hands every applied entry's events to each of its parts.
-type appliedAll []cluster.Applied
-
-func (a appliedAll) Applied(events []mailbox.Event) {
-	for _, x := range a {
-		x.Applied(events)
-	}
-}
-
-// Restored tells the parts that can hear it that a snapshot was restored.
-func (a appliedAll) Restored() {
-	for _, x := range a {
-		if r, ok := x.(interface{ Restored() }); ok {
-			r.Restored()
-		}
 	}
 }
 

@@ -501,7 +501,9 @@ func (a *applier) touchDevice(c *TouchDevice) (Result, error) {
 	if err := a.advance(&dev, min(c.From, u.LastSeq)); err != nil {
 		return Result{}, err
 	}
-	return Result{Device: &dev}, nil
+	// The user goes back too: the session that follows starts from its
+	// stream's end (LastSeq) without reading it again.
+	return Result{Device: &dev, User: &u}, nil
 }
 
 func (a *applier) deleteDevice(c *DeleteDevice) (Result, error) {

@@ -272,7 +272,7 @@ func (c *Command) hasBody() bool {
 // errors of Apply itself.
 type Result struct {
 	Err       error
-	User      *User           // CreateUser
+	User      *User           // CreateUser, TouchDevice (the user as the device is touched)
 	Mailbox   *Mailbox        // CreateMailbox, RevokeMailbox
 	Device    *Device         // Ack, TouchDevice
 	Ticket    *Ticket         // RedeemTicket

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -92,10 +91,7 @@ func (s *Server) attach(ctx context.Context, h hello, wake func()) (*hub.Session
 	if err != nil {
 		return nil, welcome{}, err
 	}
-	u, err := s.store.User(userID)
-	if err != nil {
-		return nil, welcome{}, fmt.Errorf("transport: open session: %w", err)
-	}
+	u := res.User
 	from := res.Device.Cursor
 	if h.Ack != nil {
 		// An ack beyond the stream cannot be resumed from: the session

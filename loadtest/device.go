@@ -45,7 +45,8 @@ type wireMsg struct {
 	Data string `json:"data"`
 }
 
-// handle checks and records a message; it returns whether to ack it.
+// handle checks and records a message, and its latency the first time the
+// device sees it.
 func (d *device) handle(m *wireMsg) {
 	fresh, at := d.recv.take(m.Seq, m.Data)
 	if fresh {

@@ -22,10 +22,11 @@ const Timeout = 30 * time.Second
 type Option func(*options)
 
 type options struct {
-	cfg     cluster.Config
-	applied cluster.Applied
-	policy  mailbox.Policy
-	wiring  Wiring
+	cfg      cluster.Config
+	applied  cluster.Applied
+	policy   mailbox.Policy
+	memTable int64
+	wiring   Wiring
 }
 
 // WithApplied makes the node report applied entries to a.
@@ -37,6 +38,16 @@ func WithConfig(f func(*cluster.Config)) Option { return func(o *options) { f(&o
 
 // WithPolicy opens the store with policy p.
 func WithPolicy(p mailbox.Policy) Option { return func(o *options) { o.policy = p } }
+
+// WithMemTableSize opens the store with a badger memtable of n bytes, which
+// bounds what one command may write (mailbox.ErrChangeTooLarge); 8 MiB is
+// the smallest badger opens with its defaults.
+func WithMemTableSize(n int64) Option { return func(o *options) { o.memTable = n } }
+
+// storeOptions are the mailbox options o asks for.
+func (o *options) storeOptions() mailbox.Options {
+	return mailbox.Options{Policy: o.policy, MemTableSize: o.memTable}
+}
 
 // Start runs a single bootstrapped node over a fresh store and returns once it
 // is ready (leader elected, log applied). The node and then the store close
@@ -53,7 +64,7 @@ func Start(t testing.TB, opts ...Option) (*mailbox.Store, *cluster.Node) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	store, err := mailbox.Open(filepath.Join(dir, "badger"), mailbox.Options{Policy: o.policy})
+	store, err := mailbox.Open(filepath.Join(dir, "badger"), o.storeOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

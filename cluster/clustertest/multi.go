@@ -178,7 +178,7 @@ func (c *Cluster) Config(m *Member, bootstrap bool) cluster.Config {
 
 func (c *Cluster) start(t testing.TB, m *Member, bootstrap bool) {
 	t.Helper()
-	store, err := mailbox.Open(filepath.Join(m.dir, "badger"), mailbox.Options{Policy: c.opts.policy})
+	store, err := mailbox.Open(filepath.Join(m.dir, "badger"), c.opts.storeOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

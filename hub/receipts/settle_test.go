@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,36 +14,6 @@ import (
 	"github.com/notifyhub/hub/hub/receipts"
 	"github.com/notifyhub/hub/mailbox"
 )
-
-// startSmallNode runs one node, as clustertest.Start does, over a store
-// with a small memtable: a SettleReceipts of a few thousand seqs is more
-// than one of its transactions holds.
-func startSmallNode(t *testing.T, memTable int64, applied cluster.Applied, expireEvery time.Duration) (*mailbox.Store, *cluster.Node) {
-	t.Helper()
-	dir := t.TempDir()
-	store, err := mailbox.Open(filepath.Join(dir, "badger"), mailbox.Options{MemTableSize: memTable})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := cluster.Open(cluster.Config{
-		RaftAddr: "127.0.0.1:0", Dir: filepath.Join(dir, "raft"), Bootstrap: true,
-		HeartbeatTimeout: 200 * time.Millisecond, ExpireEvery: expireEvery,
-	}, store, applied)
-	if err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("close node: %v", err)
-		}
-		if err := store.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	clustertest.WaitReady(t, n)
-	return store, n
-}
 
 // gatedProposer is a node whose SettleReceipts proposals fail, as without a
 // quorum, until opened; it records the size of every settle it lets through
@@ -104,7 +73,9 @@ func TestSettlerNeverJams(t *testing.T) {
 	d := receipts.New(cfg, &st)
 	// 8 MiB (the smallest badger opens with its default value threshold)
 	// holds about 13,000 keys or 1.2 MiB a transaction: some 2,800 statuses.
-	store, node := startSmallNode(t, 8<<20, d, time.Hour)
+	// 8 MiB is the smallest memtable badger opens with its defaults.
+	store, node := clustertest.Start(t, clustertest.WithApplied(d), clustertest.WithMemTableSize(8<<20),
+		clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = time.Hour }))
 	st.Store = store
 	g := &gatedProposer{node: node}
 	d.Start(g, g)
@@ -176,22 +147,10 @@ func TestSettlerNeverJams(t *testing.T) {
 func TestRevokeOfAHugeMailboxSendsEveryReceipt(t *testing.T) {
 	const n = 5000
 	rc := newReceiver(t, nil)
-	var st lateStore
 	cfg := fastConfig()
 	cfg.BatchSize = 500
-	d := receipts.New(cfg, &st)
-	store, node := startSmallNode(t, 8<<20, d, 20*time.Millisecond)
-	st.Store = store
-	d.Start(node, node)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
-		defer cancel()
-		if err := d.Close(ctx); err != nil {
-			t.Errorf("close dispatcher: %v", err)
-		}
-	})
-	user, _ := clustertest.NewUser(t, node)
-	r := &rig{t: t, node: node, store: store, d: d, user: user}
+	r := newRig(t, cfg, clustertest.WithMemTableSize(8<<20),
+		clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = 20 * time.Millisecond }))
 	mb := r.mailbox(rc.url())
 	rc.trust(mb)
 	var ids []string
@@ -200,7 +159,7 @@ func TestRevokeOfAHugeMailboxSendsEveryReceipt(t *testing.T) {
 		for j := range data {
 			data[j] = strconv.Itoa(i + j)
 		}
-		for _, p := range clustertest.Publish(t, node, mb.token, data...) {
+		for _, p := range clustertest.Publish(t, r.node, mb.token, data...) {
 			ids = append(ids, p.Status.ID)
 		}
 	}

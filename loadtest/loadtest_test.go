@@ -250,14 +250,19 @@ func TestOfflineDrain(t *testing.T) {
 	if res.Verdict.Published != 1200 {
 		t.Errorf("published %d, want 1200", res.Verdict.Published)
 	}
+	// The devices were offline while the messages were stored: each one
+	// connected, went away, and came back to drain.
+	if got := figure(t, res, "devices reconnected"); got < float64(o.Users*o.Devices) {
+		t.Errorf("devices reconnected %v, want at least %d", got, o.Users*o.Devices)
+	}
 	figure(t, res, "drain rate")
 }
 
 // TestFailoverAcrossARestart kills the only node by stopping it and
 // starting it again on the same address and data: the publisher's retries
 // with Idempotency-Keys and the devices' reconnects must lose nothing and
-// duplicate nothing. (A three-node failover runs the same scenario against
-// hubd processes.)
+// duplicate nothing. (TestFailoverOfTheLeader runs the same scenario
+// against a three-node cluster.)
 func TestFailoverAcrossARestart(t *testing.T) {
 	n := startNode(t, nil)
 	o := small(n)

@@ -137,11 +137,15 @@ func (a *applier) createUser(c *CreateUser) (Result, error) {
 }
 
 // deleteUser takes effect at once, in a step that does not grow with the
-// user's data: the user record goes (its secret stops working, its
-// sessions end), and every mailbox of the user is revoked with its token
-// deleted (publishing answers 404 token_unknown). Its messages (ending
-// revoked, each with its receipt), mailboxes and devices are then drained
-// in bounded steps: up to the applier's budget here, the rest by Expire.
+// user's data: the user record goes (its secret stops working, its sessions
+// end) and a drain marker (V/{user}) records when. From then on its tokens
+// open nothing (publishing answers 404 token_unknown: a mailbox whose user
+// is gone is no mailbox, see liveMailbox), and every message of the user
+// still pending ends revoked, as of the deletion, whatever ends it. Its
+// messages (each with its receipt), mailboxes and devices are then drained
+// in bounded steps: up to the applier's budget here, the rest by Expire
+// (drain.go). Nothing here is per mailbox, so a user with any number of
+// mailboxes can be deleted.
 func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
 	var u User
 	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
@@ -150,28 +154,7 @@ func (a *applier) deleteUser(c *DeleteUser) (Result, error) {
 	if err := a.txn.Delete(userKey(u.ID)); err != nil {
 		return Result{}, err
 	}
-	mbs, err := a.keysWithPrefix(userMailboxPrefix(u.ID))
-	if err != nil {
-		return Result{}, err
-	}
-	for _, k := range mbs {
-		mbID := string(k[len(userMailboxPrefix(u.ID)):])
-		var mb Mailbox
-		if ok, err := found(getJSON(a.txn, mailboxKey(mbID), &mb)); err != nil {
-			return Result{}, err
-		} else if !ok {
-			continue
-		}
-		if err := a.txn.Delete(tokenKey(mb.TokenHash)); err != nil {
-			return Result{}, err
-		}
-		if !mb.Revoked() {
-			if err := a.markRevoked(&mb); err != nil {
-				return Result{}, err
-			}
-		}
-	}
-	if err := a.txn.Set(drainUserKey(u.ID), nil); err != nil {
+	if err := setJSON(a.txn, drainUserKey(u.ID), userDrain{DeletedAt: a.at}); err != nil {
 		return Result{}, err
 	}
 	a.cacheDevices(u.ID, []Device{})
@@ -227,8 +210,15 @@ func (a *applier) revokeMailbox(c *RevokeMailbox) (Result, error) {
 		return refuse(ErrTokenRevoked, "revoke mailbox %s", mb.ID), nil
 	}
 	var u User
-	if _, err := found(getJSON(a.txn, userKey(mb.UserID), &u)); err != nil {
+	if ok, err := found(getJSON(a.txn, userKey(mb.UserID), &u)); err != nil {
 		return Result{}, err
+	} else if !ok {
+		// Its user was deleted: the mailbox is draining with it and its
+		// token opens nothing any more.
+		if c.MailboxID == "" {
+			return refuse(ErrTokenUnknown, "revoke by token"), nil
+		}
+		return refuse(ErrMailboxUnknown, "revoke mailbox %s", mb.ID), nil
 	}
 	if err := a.markRevoked(mb); err != nil {
 		return Result{}, err
@@ -361,10 +351,14 @@ func (a *applier) publishOne(b *publishBatch, it *PublishItem) (PublishedItem, e
 	u := b.users[mb.UserID]
 	if u == nil {
 		u = new(User)
-		// A mailbox never outlives its user (deleteUser removes its
-		// mailboxes), so a missing user is a broken store, not a refusal.
-		if err := getJSON(a.txn, userKey(mb.UserID), u); err != nil {
+		if ok, err := found(getJSON(a.txn, userKey(mb.UserID), u)); err != nil {
 			return PublishedItem{}, fmt.Errorf("mailbox %s names user %s: %w", mb.ID, mb.UserID, err)
+		} else if !ok {
+			// The user was deleted and its mailboxes are draining: the
+			// token opens nothing, as if it were gone already.
+			look.refusal = fmt.Errorf("publish: %w", ErrTokenUnknown)
+			b.mailboxes[string(it.TokenHash)] = look
+			return PublishedItem{Err: look.refusal}, nil
 		}
 		b.users[u.ID] = u
 	}

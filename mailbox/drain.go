@@ -21,9 +21,12 @@ import (
 // state like any other: a snapshot carries them and a restart replays the
 // same steps, so every node drains alike.
 //
-//	V/{user}     a deleted user, still draining: its messages, then its
-//	             mailboxes (topics, idempotency keys, the records), then its
-//	             devices
+//	V/{user}     a deleted user, still draining (userDrain, JSON: when it
+//	             was deleted): its messages, then its mailboxes (tokens,
+//	             topics, idempotency keys, the records), then its devices.
+//	             The deletion itself rewrites no mailbox: a mailbox whose
+//	             user is gone opens nothing and reads as revoked as of the
+//	             deletion (liveMailbox, receiptLog, MailboxByToken)
 //	v/{mailbox}  a revoked mailbox, still draining (mailboxDrain, JSON): its
 //	             messages in the user's stream, then its topic records
 //
@@ -41,6 +44,29 @@ const drainScan = 8
 
 func drainUserKey(user string) []byte  { return key(tagDrainUser, []byte(user)) }
 func drainMailboxKey(mb string) []byte { return key(tagDrainMailbox, []byte(mb)) }
+
+// userDrain is a deleted user's marker. A marker of an older version is
+// empty: its deletion time is unknown, and the drain's own clock stands in.
+type userDrain struct {
+	DeletedAt int64 `json:"deleted_at"`
+}
+
+// userDeletedAt reports whether user was deleted and is still draining, and
+// when it was deleted.
+func userDeletedAt(txn *badger.Txn, user string) (at int64, deleted bool, err error) {
+	item, err := txn.Get(drainUserKey(user))
+	if ok, err := found(err); err != nil || !ok {
+		return 0, false, err
+	}
+	var d userDrain
+	err = item.Value(func(v []byte) error {
+		if len(v) == 0 {
+			return nil
+		}
+		return unmarshal(v, &d)
+	})
+	return d.DeletedAt, true, err
+}
 
 // mailboxDrain is where a revoked mailbox's drain stands: the user's stream
 // is read from Next (exclusive) to Through, the stream's end at the revoke
@@ -166,6 +192,12 @@ func (a *applier) drainUser(user string, budget int) (used int, done bool, err e
 	}); err != nil {
 		return used, false, err
 	}
+	// One iterator for every mailbox's records, sought to each: badger
+	// copies and sorts a write transaction's pending writes for every
+	// iterator made in it, and one per mailbox made a step over thousands
+	// of mailboxes quadratic.
+	it := a.txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
 	for _, k := range mbs {
 		if used >= budget {
 			return used, false, nil
@@ -178,7 +210,7 @@ func (a *applier) drainUser(user string, budget int) (used int, done bool, err e
 		}
 		if ok {
 			for _, p := range [][]byte{key(tagTopic, []byte(mbID), nil), key(tagIdem, []byte(mbID), nil)} {
-				n, complete, err := a.deleteSome(p, budget-used)
+				n, complete, err := a.deleteSeek(it, p, budget-used)
 				used += n
 				if err != nil || !complete {
 					return used, false, err
@@ -198,6 +230,7 @@ func (a *applier) drainUser(user string, budget int) (used int, done bool, err e
 		}
 		used++
 	}
+	it.Close()
 	n, complete, err := a.deleteSome(devicePrefix(user), budget-used)
 	used += n
 	if err != nil || !complete {
@@ -225,6 +258,22 @@ func (a *applier) deleteSome(prefix []byte, n int) (deleted int, complete bool, 
 		deleted++
 	}
 	return deleted, complete, nil
+}
+
+// deleteSeek is deleteSome through an open iterator: it deletes up to n
+// keys with prefix, and reports whether none is left. Keys deleted since the
+// iterator was made are still listed, so each prefix is passed only once.
+func (a *applier) deleteSeek(it *badger.Iterator, prefix []byte, n int) (deleted int, complete bool, err error) {
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		if deleted == n {
+			return deleted, false, nil
+		}
+		if err := a.txn.Delete(it.Item().KeyCopy(nil)); err != nil {
+			return deleted, false, err
+		}
+		deleted++
+	}
+	return deleted, true, nil
 }
 
 // draining reports whether any drain is left: NextDeadline's "due now".

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 // publishMany publishes n messages to token, in entries of 250.
@@ -260,4 +262,82 @@ func snapshotOf(t *testing.T, m *machine, user string) []byte {
 	devs, _ := m.s.Devices(user)
 	mbs, _ := m.s.Mailboxes(user)
 	return fmt.Appendf(nil, "%+v %+v %+v %+v", u, msgs, devs, mbs)
+}
+
+// TestDeleteOfAUserWithManyMailboxes: a user with 20,000 mailboxes with
+// long receipt URLs, far more than one transaction of this store holds (the
+// deletion once rewrote every mailbox in its own command and was refused
+// change_too_large every time), is deleted at once: the secret and every
+// token are dead from the deletion on. The drain then ends every pending
+// message revoked with exactly one receipt, and removes every mailbox.
+func TestDeleteOfAUserWithManyMailboxes(t *testing.T) {
+	m := smallMachine(t)
+	alice, secret := m.user()
+	bob, _ := m.user()
+	_, bobTok := m.mailbox(bob)
+	m.publishMany(bobTok, 10)
+	url := "https://receipts.example.com/" + strings.Repeat("x", 300)
+	const n = 20000
+	var mbs, toks []string
+	for i := 0; i < n; i++ {
+		id, token := NewID(), NewToken()
+		m.must(&Command{Kind: KindCreateMailbox, CreateMailbox: &CreateMailbox{
+			MailboxID: id, UserID: alice, Label: "app", TokenHash: Hash(token),
+			ReceiptURL: url, ReceiptSecret: NewToken(),
+		}})
+		mbs, toks = append(mbs, id), append(toks, token)
+	}
+	ids := map[string][]string{}
+	for i := 0; i < n; i += n / 40 { // messages in 40 of them
+		ids[mbs[i]] = m.publishMany(toks[i], 30)
+		short := m.publishOK(toks[i], "short", 60)
+		ids[mbs[i]] = append(ids[mbs[i]], short.ID)
+	}
+	bobBefore := snapshotOf(t, m, bob)
+
+	res := m.apply(&Command{Kind: KindDeleteUser, DeleteUser: &DeleteUser{UserID: alice}})
+	if res.Err != nil {
+		t.Fatalf("delete a user with %d mailboxes: %v", n, res.Err)
+	}
+	if _, err := m.s.Authenticate(secret); !errors.Is(err, ErrUserUnknown) {
+		t.Fatalf("secret after the delete: %v", err)
+	}
+	for _, i := range []int{0, 1, n / 2, n - 1} {
+		if r := m.publish(PublishItem{TokenHash: Hash(toks[i]), Data: "late", TTL: 60})[0]; !errors.Is(r.Err, ErrTokenUnknown) {
+			t.Fatalf("publish to mailbox %d after the delete: %v", i, r.Err)
+		}
+		if _, err := m.s.MailboxByToken(toks[i]); !errors.Is(err, ErrTokenUnknown) {
+			t.Fatalf("mailbox %d by token after the delete: %v", i, err)
+		}
+		if r := m.apply(&Command{Kind: KindRevokeMailbox, RevokeMailbox: &RevokeMailbox{TokenHash: Hash(toks[i])}}); !errors.Is(r.Err, ErrTokenUnknown) {
+			t.Fatalf("revoke mailbox %d after the delete: %v", i, r.Err)
+		}
+	}
+	// A message whose TTL passes while the drain waits still ends revoked.
+	m.advance(2 * time.Minute)
+
+	steps := m.drain(1000, 1000)
+	if steps < 2 {
+		t.Fatalf("drained in %d step(s): the test did not need bounded steps", steps)
+	}
+	for mb, msgIDs := range ids {
+		m.checkOneReceiptEach(mb, msgIDs, StateRevoked, true)
+	}
+	if left, _ := m.s.Mailboxes(alice); len(left) != 0 {
+		t.Fatalf("mailboxes left: %d", len(left))
+	}
+	if got := m.stream(alice); len(got) != 0 {
+		t.Fatalf("stream left: %d", len(got))
+	}
+	if _, ok, _ := m.s.NextDeadline(); ok {
+		// Receipts and statuses are collected later; nothing is due now.
+		if at, _, _ := m.s.NextDeadline(); at <= m.now {
+			t.Fatalf("work still due after the drain: %d", at)
+		}
+	}
+	if !bytes.Equal(snapshotOf(t, m, bob), bobBefore) {
+		t.Fatal("another user changed")
+	}
+	// The id is free again once drained.
+	m.must(&Command{Kind: KindCreateUser, CreateUser: &CreateUser{UserID: alice, SecretHash: Hash(secret)}})
 }

@@ -35,7 +35,8 @@ func (s *Store) User(id string) (User, error) {
 }
 
 // MailboxByToken returns the mailbox a token opens, revoked or not, or
-// ErrTokenUnknown.
+// ErrTokenUnknown, also when the mailbox's user was deleted and its
+// mailboxes are still draining.
 func (s *Store) MailboxByToken(token string) (Mailbox, error) {
 	var mb Mailbox
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -47,7 +48,11 @@ func (s *Store) MailboxByToken(token string) (Mailbox, error) {
 		if err != nil {
 			return err
 		}
-		return getJSON(txn, mailboxKey(string(id)), &mb)
+		if err := getJSON(txn, mailboxKey(string(id)), &mb); err != nil {
+			return err
+		}
+		_, err = txn.Get(userKey(mb.UserID))
+		return err
 	})
 	return mb, s.readErr(err, ErrTokenUnknown)
 }

@@ -103,6 +103,17 @@ func (a *applier) receiptLog(mbID string) (*receiptLog, error) {
 	} else if !ok {
 		l = nil
 	} else {
+		if !l.mb.Revoked() {
+			// A deleted user's mailboxes are not rewritten at the
+			// deletion (drain.go): they read as revoked from then on.
+			at, deleted, err := userDeletedAt(a.txn, l.mb.UserID)
+			if err != nil {
+				return nil, err
+			}
+			if deleted {
+				l.mb.RevokedAt = at
+			}
+		}
 		item, err := a.txn.Get(receiptSeqKey(mbID))
 		if ok, err := found(err); err != nil {
 			return nil, err

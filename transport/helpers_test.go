@@ -37,14 +37,16 @@ func startHub(t *testing.T, cfg transport.Config) *testHub {
 	return startHubWith(t, cfg, hub.Config{})
 }
 
-// startHubWith is startHub with a hub configuration.
-func startHubWith(t *testing.T, cfg transport.Config, hcfg hub.Config) *testHub {
+// startHubWith is startHub with a hub configuration, and options of the
+// node (applied after the defaults).
+func startHubWith(t *testing.T, cfg transport.Config, hcfg hub.Config, opts ...clustertest.Option) *testHub {
 	t.Helper()
 	var st hubStore
 	h := hub.New(hcfg, &st)
-	store, node := clustertest.Start(t, clustertest.WithConfig(func(c *cluster.Config) {
+	opts = append([]clustertest.Option{clustertest.WithConfig(func(c *cluster.Config) {
 		c.ExpireEvery = time.Hour
-	}), clustertest.WithApplied(h))
+	}), clustertest.WithApplied(h)}, opts...)
+	store, node := clustertest.Start(t, opts...)
 	st.Store = store
 	h.Start(node)
 	api := transport.New(cfg, store, node, h)

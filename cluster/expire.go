@@ -26,7 +26,33 @@ func (n *Node) expireLoop(ctx context.Context) {
 		if n.raft.State() != raft.Leader || !n.Ready() {
 			continue
 		}
+		n.keepClock(ctx)
 		n.expire(ctx)
+	}
+}
+
+// maxTicks bounds the Ticks of one round of the loop: 1,000 steps of 30 s
+// catch up eight hours a second.
+const maxTicks = 1000
+
+// keepClock proposes Ticks while the state machine's clock lags this
+// leader's by more than half of the step one command may move it
+// (mailbox.Policy.MaxClockStep): on an idle cluster, so that the next real
+// command finds the clock within a step and its stamp is taken whole; after
+// an outage, to bring the clock up to real time, a step each.
+func (n *Node) keepClock(ctx context.Context) {
+	half := int64(n.store.Policy().MaxClockStep / 2)
+	for range maxTicks {
+		if ctx.Err() != nil || time.Now().UnixNano()-n.store.Clock() <= half {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := n.Propose(cctx, &mailbox.Command{Kind: mailbox.KindTick, Tick: &mailbox.Tick{}})
+		cancel()
+		if err != nil {
+			n.cfg.logger().Warn("cluster: tick", "err", err)
+			return
+		}
 	}
 }
 

@@ -19,9 +19,7 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	if index <= s.applied.Load() {
 		return Result{}, nil, nil
 	}
-	// Time never runs backwards inside the state machine, even if a new
-	// leader's clock is behind the old one's.
-	at := max(cmd.At, s.lastAt)
+	at := s.clockAt(cmd.At)
 	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, budget: drainStep}
 	defer func() { a.txn.Discard() }()
 
@@ -58,8 +56,21 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 		return Result{}, nil, fmt.Errorf("mailbox: commit %v at index %d: %w", cmd.Kind, index, err)
 	}
 	s.applied.Store(index)
-	s.lastAt = at
+	s.lastAt.Store(at)
 	return res, a.events, nil
+}
+
+// clockAt is the state machine's clock for a command stamped stamp: never
+// back from the previous command's, and at most MaxClockStep ahead of it,
+// so that one stamp from a clock that jumped moves the state machine's
+// clock one step, not a day (see "Clock" in the package doc). The first
+// command of a new store sets it.
+func (s *Store) clockAt(stamp int64) int64 {
+	last := s.lastAt.Load()
+	if last == 0 {
+		return stamp
+	}
+	return last + min(max(stamp-last, 0), int64(s.policy.MaxClockStep))
 }
 
 // applier holds one Apply's transaction, clock and the events it produces.
@@ -105,6 +116,8 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 		return a.acks(cmd.Acks)
 	case KindSettleReceipts:
 		return a.settleReceipts(cmd.SettleReceipts)
+	case KindTick:
+		return Result{}, nil // it moves the clock, as every command does
 	}
 	// DecodeCommand refuses unknown kinds; reaching here is a programming error.
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrBadCommand, cmd.Kind)
@@ -649,18 +662,24 @@ func (a *applier) cacheDevices(userID string, devs []Device) {
 // ---- tickets ----
 
 func (a *applier) issueTicket(c *IssueTicket) (Result, error) {
-	if len(c.TicketHash) != 32 {
+	if len(c.TicketHash) != 32 || c.Lifetime < 0 || (c.Lifetime == 0 && c.ExpiresAt == 0) {
 		return refuse(ErrInvalid, "issue ticket"), nil
 	}
 	var u User
 	if ok, err := found(getJSON(a.txn, userKey(c.UserID), &u)); err != nil || !ok {
 		return refuse(ErrUserUnknown, "issue ticket for %s", c.UserID), err
 	}
-	t := Ticket{UserID: c.UserID, ExpiresAt: c.ExpiresAt}
+	// A lifetime counts from this clock, the one redeeming compares with;
+	// ExpiresAt is the proposer's own clock, in entries of older versions.
+	expires := c.ExpiresAt
+	if c.Lifetime > 0 {
+		expires = a.at + c.Lifetime
+	}
+	t := Ticket{UserID: c.UserID, ExpiresAt: expires}
 	if err := setJSON(a.txn, ticketKey(c.TicketHash), t); err != nil {
 		return Result{}, err
 	}
-	return Result{Ticket: &t}, a.collectAt(c.ExpiresAt, ticketKey(c.TicketHash))
+	return Result{Ticket: &t}, a.collectAt(expires, ticketKey(c.TicketHash))
 }
 
 func (a *applier) redeemTicket(c *RedeemTicket) (Result, error) {

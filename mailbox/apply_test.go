@@ -23,9 +23,19 @@ func newMachine(t *testing.T) *machine {
 	return &machine{t: t, s: openStore(t, t.TempDir()), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
 }
 
+// testPolicy is DefaultPolicy with a clock that may step any distance in
+// one command, so that a test can move time by days in one command (the
+// leader's Ticks would take it there in steps); clock_test.go tests the
+// default bound.
+var testPolicy = func() Policy {
+	p := DefaultPolicy
+	p.MaxClockStep = 1000 * 24 * time.Hour
+	return p
+}()
+
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, Options{})
+	s, err := Open(dir, Options{Policy: testPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +391,7 @@ func TestTicketsAreSingleUseAndExpire(t *testing.T) {
 	m := newMachine(t)
 	alice, _ := m.user()
 	ticket := NewToken()
-	m.must(&Command{Kind: KindIssueTicket, IssueTicket: &IssueTicket{TicketHash: Hash(ticket), UserID: alice, ExpiresAt: m.now + int64(time.Minute)}})
+	m.must(&Command{Kind: KindIssueTicket, IssueTicket: &IssueTicket{TicketHash: Hash(ticket), UserID: alice, Lifetime: int64(time.Minute)}})
 	redeem := func(tk string) Result {
 		return m.apply(&Command{Kind: KindRedeemTicket, RedeemTicket: &RedeemTicket{TicketHash: Hash(tk)}})
 	}
@@ -392,7 +402,7 @@ func TestTicketsAreSingleUseAndExpire(t *testing.T) {
 		t.Fatalf("second use: %v", r.Err)
 	}
 	late := NewToken()
-	m.must(&Command{Kind: KindIssueTicket, IssueTicket: &IssueTicket{TicketHash: Hash(late), UserID: alice, ExpiresAt: m.now + int64(time.Minute)}})
+	m.must(&Command{Kind: KindIssueTicket, IssueTicket: &IssueTicket{TicketHash: Hash(late), UserID: alice, Lifetime: int64(time.Minute)}})
 	m.advance(time.Minute)
 	if r := redeem(late); !errors.Is(r.Err, ErrTicketInvalid) {
 		t.Fatalf("expired ticket: %v", r.Err)
@@ -638,7 +648,7 @@ func TestChangeTooLargeIsRefusedWhole(t *testing.T) {
 // 13,000 keys or 1.2 MiB a transaction.
 func smallMachine(t *testing.T) *machine {
 	t.Helper()
-	s, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20})
+	s, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20, Policy: testPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ const (
 	KindExpire         Kind = 11
 	KindAcks           Kind = 12
 	KindSettleReceipts Kind = 13
+	KindTick           Kind = 14
 )
 
 func (k Kind) String() string {
@@ -55,13 +56,17 @@ func (k Kind) String() string {
 		return "acks"
 	case KindSettleReceipts:
 		return "settle-receipts"
+	case KindTick:
+		return "tick"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
 
 // Command is one change of state: the body of one raft log entry. Exactly one
 // body field matching Kind is set. At is the proposer's clock when it
-// proposed, in unix nanoseconds; it is the only clock Apply knows.
+// proposed, in unix nanoseconds; Apply moves its own clock towards it, by a
+// bounded step (see "Clock" in the package doc). Bodies carry durations
+// (TTL, Lifetime), counted from that clock, never absolute times.
 type Command struct {
 	Kind Kind  `json:"-"`
 	At   int64 `json:"at"`
@@ -80,7 +85,14 @@ type Command struct {
 	Acks          *Acks          `json:"acks,omitempty"`
 
 	SettleReceipts *SettleReceipts `json:"settle_receipts,omitempty"`
+	Tick           *Tick           `json:"tick,omitempty"`
 }
+
+// Tick changes nothing but the state machine's clock, which every command
+// moves: the leader proposes one when the clock lags its own, so that the
+// clock keeps up with real time on an idle cluster and catches up after an
+// outage, one bounded step each (see "Clock" in the package doc).
+type Tick struct{}
 
 // CreateUser registers a user. The secret itself never enters the log.
 type CreateUser struct {
@@ -162,11 +174,15 @@ type DeleteDevice struct {
 	DeviceID string `json:"device_id"`
 }
 
-// IssueTicket stores a connect ticket by its hash.
+// IssueTicket stores a connect ticket by its hash, valid for Lifetime (ns)
+// from the state machine's clock at issue, the clock redeeming compares
+// with. ExpiresAt is what older versions proposed instead (the proposer's
+// clock plus the lifetime); it is honoured only without a Lifetime.
 type IssueTicket struct {
 	TicketHash []byte `json:"ticket_hash"`
 	UserID     string `json:"user_id"`
-	ExpiresAt  int64  `json:"expires_at"`
+	Lifetime   int64  `json:"lifetime,omitempty"`
+	ExpiresAt  int64  `json:"expires_at,omitempty"`
 }
 
 // RedeemTicket uses up a ticket. It succeeds once, before the ticket expires.
@@ -263,6 +279,8 @@ func (c *Command) hasBody() bool {
 		return c.Acks != nil
 	case KindSettleReceipts:
 		return c.SettleReceipts != nil
+	case KindTick:
+		return c.Tick != nil
 	}
 	return false
 }

@@ -4,12 +4,34 @@
 // stored in badger.
 //
 // It applies commands and nothing else: it has no clock, no network and no
-// raft. Time comes inside each Command (stamped by the proposing leader), so
-// Apply is deterministic: every node that applies the same log ends with the
+// raft. Time comes inside each Command (stamped by the proposing leader, and
+// bounded: see Clock below), so Apply is deterministic: every node that applies the same log ends with the
 // same state. Apply is also idempotent: the raft index of the last applied
 // entry is written in the same badger transaction as the entry's effects, and
 // an entry at or below it is skipped, so replaying the log after a restart
 // changes nothing that was already applied.
+//
+// # Clock
+//
+// The state machine has one clock: the time of the last applied command
+// (Store.Clock). Every expiry it decides (a message's TTL, a ticket's
+// lifetime, retention windows) is a duration counted from that clock at the
+// command that made the thing, and compared with that clock later: commands
+// carry durations (TTL, IssueTicket.Lifetime), never absolute times, so a
+// proposer's clock never meets the state machine's in one comparison.
+//
+// A command's stamp (Command.At, the leader's wall clock) moves the clock
+// by a bounded step: never back, and at most Policy.MaxClockStep (30 s by
+// default) past the previous command's clock. One entry stamped a day ahead,
+// by a leader whose clock jumped, moves the clock 30 s, not a day: tickets
+// issued after it still last their lifetime, and TTLs are at most a step
+// long. Real time must still be able to pass: the leader's expiry loop
+// proposes a Tick, a command that changes nothing else, whenever the clock
+// lags its own by more than half a step, so on an idle cluster the clock
+// stays within reach of the next stamp, and after an outage it catches up a
+// step a Tick (a thousand Ticks a second at most). A leader whose clock stays
+// wrong moves the cluster's clock as far, a step per command: the bound is
+// against one bad stamp, not a lasting bad clock (run NTP).
 //
 // Apply and Restore must be called from one goroutine at a time (raft's FSM
 // goroutine). Every other method is a read and is safe for concurrent use.

@@ -220,7 +220,7 @@ func TestDrainSurvivesSnapshot(t *testing.T) {
 	m.must(&Command{Kind: KindRevokeMailbox, RevokeMailbox: &RevokeMailbox{TokenHash: Hash(tok)}})
 	m.must(&Command{Kind: KindExpire, Expire: &Expire{Limit: 300}})
 
-	fresh, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20})
+	fresh, err := Open(t.TempDir(), Options{MemTableSize: 8 << 20, Policy: testPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}

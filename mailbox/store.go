@@ -17,7 +17,7 @@ type Store struct {
 	policy Policy
 
 	applied atomic.Uint64 // index of the last applied entry, as stored
-	lastAt  int64         // newest command time applied; only the apply goroutine touches it
+	lastAt  atomic.Int64  // the clock: newest command time applied; only Apply and Restore write it
 }
 
 // Options configure Open.
@@ -57,6 +57,9 @@ func Open(dir string, o Options) (*Store, error) {
 	if s.policy == (Policy{}) {
 		s.policy = DefaultPolicy
 	}
+	if s.policy.MaxClockStep <= 0 {
+		s.policy.MaxClockStep = DefaultPolicy.MaxClockStep
+	}
 	if err := s.loadApplied(); err != nil {
 		db.Close()
 		return nil, err
@@ -75,6 +78,11 @@ func (s *Store) Close() error {
 // Applied returns the raft index of the last entry applied to the store.
 func (s *Store) Applied() uint64 { return s.applied.Load() }
 
+// Clock returns the state machine's clock (unix ns): the time of the last
+// applied command, as Apply bounded it. The leader compares it with its own
+// clock to know when to propose a Tick.
+func (s *Store) Clock() int64 { return s.lastAt.Load() }
+
 // Policy returns the rules the store applies commands with.
 func (s *Store) Policy() Policy { return s.policy }
 
@@ -85,7 +93,7 @@ func (s *Store) loadApplied() error {
 			return err
 		}
 		s.applied.Store(idx)
-		s.lastAt = at
+		s.lastAt.Store(at)
 		return nil
 	})
 }

@@ -126,6 +126,7 @@ type Device struct {
 }
 
 // Ticket is a short-lived, single-use permission for a device to connect.
+// ExpiresAt is on the state machine's clock.
 type Ticket struct {
 	UserID    string `json:"user_id"`
 	ExpiresAt int64  `json:"expires_at"`
@@ -142,6 +143,11 @@ type Policy struct {
 	IdempotencyWindow time.Duration
 	// StatusRetention is how long a message's status is kept after its fate.
 	StatusRetention time.Duration
+	// MaxClockStep is how far one command may move the state machine's
+	// clock forward (see "Clock" in the package doc); 0 means the
+	// default. The leader proposes a Tick whenever the clock lags its own
+	// by half of it, so that no real command ever needs a longer step.
+	MaxClockStep time.Duration
 }
 
 // DefaultPolicy is the policy hubd runs with unless told otherwise.
@@ -149,4 +155,5 @@ var DefaultPolicy = Policy{
 	DeviceRetention:   30 * 24 * time.Hour,
 	IdempotencyWindow: 24 * time.Hour,
 	StatusRetention:   7 * 24 * time.Hour,
+	MaxClockStep:      30 * time.Second,
 }

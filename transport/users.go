@@ -2,7 +2,6 @@ package transport
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/notifyhub/hub/mailbox"
 )
@@ -81,13 +80,12 @@ func (s *Server) handleIssueTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ticket := mailbox.NewToken()
-	expires := time.Now().Add(s.cfg.TicketTTL).UnixNano()
-	_, err = s.propose(r, &mailbox.Command{
+	res, err := s.propose(r, &mailbox.Command{
 		Kind: mailbox.KindIssueTicket,
 		IssueTicket: &mailbox.IssueTicket{
 			TicketHash: mailbox.Hash(ticket),
 			UserID:     u.ID,
-			ExpiresAt:  expires,
+			Lifetime:   int64(s.cfg.TicketTTL),
 		},
 	})
 	if err != nil {
@@ -95,7 +93,7 @@ func (s *Server) handleIssueTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	s.writeJSON(w, r, http.StatusCreated, ticketResponse{Ticket: ticket, ExpiresAt: wireTime(expires)})
+	s.writeJSON(w, r, http.StatusCreated, ticketResponse{Ticket: ticket, ExpiresAt: wireTime(res.Ticket.ExpiresAt)})
 }
 
 type deviceJSON struct {

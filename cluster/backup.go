@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/notifyhub/hub/mailbox"
@@ -17,7 +18,9 @@ import (
 // cluster, through raft: the leader takes the backup as a snapshot at a new
 // index past its log (raft.Restore), and every follower installs it, as a
 // new node would. The backup's own index is rewritten to that new index, so
-// that no store mistakes it for an older snapshot than what it holds. The
+// that no store mistakes it for an older snapshot than what it holds, and
+// every user's stream is moved past the highest seq the cluster ever issued
+// (mailbox/restore.go), so that no seq a device saw is issued again. The
 // membership and node metadata stay as they are.
 
 // restoreGap is how far past the log's last index a restored snapshot is
@@ -42,8 +45,9 @@ func (n *Node) Backup(w io.Writer) (uint64, error) {
 // Restore replaces the state of the whole cluster with a backup read from
 // r. It runs on the leader (a follower forwards it). A malformed backup is
 // refused (mailbox.ErrBadSnapshot) before anything changes. Writes in
-// flight on the leader fail (they may be retried). Sessions everywhere read
-// their streams again from the restored state.
+// flight on the leader fail (they may be retried), and publishes are refused
+// (mailbox.ErrRestoring) while it runs. Sessions everywhere end (their
+// Applied hears BackupRestored) and resume from the restored state.
 func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	f, err := n.spool(r)
 	if err != nil {
@@ -108,6 +112,18 @@ func (n *Node) restoreLocal(f *os.File) error {
 	if err := cf.Error(); err != nil {
 		return raftErr(err)
 	}
+	// No seq may be issued between reading the highest one and the
+	// restore (mailbox/restore.go): seal publishing first.
+	floor, err := n.seal()
+	if err != nil {
+		return err
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			n.unseal()
+		}
+	}()
 	index := n.raft.LastIndex() + restoreGap
 	out, err := os.CreateTemp(n.cfg.Dir, "restore-*.snap")
 	if err != nil {
@@ -122,7 +138,7 @@ func (n *Node) restoreLocal(f *os.File) error {
 		return err
 	}
 	// raft places the snapshot at index+1: the store must say the same.
-	if _, err := mailbox.RewriteSnapshot(out, f, index+1); err != nil {
+	if _, err := mailbox.RewriteForRestore(out, f, index+1, floor); err != nil {
 		return err
 	}
 	size, err := out.Seek(0, io.SeekCurrent)
@@ -140,5 +156,40 @@ func (n *Node) restoreLocal(f *os.File) error {
 		ConfigurationIndex: cf.Index(),
 		Size:               size,
 	}
-	return raftErr(n.raft.Restore(meta, out, membershipTimeout))
+	if err := raftErr(n.raft.Restore(meta, out, membershipTimeout)); err != nil {
+		return err
+	}
+	restored = true
+	return nil
+}
+
+// sealFor is how long a restore's seal refuses publishes at most, should
+// the leader die before it restores or lifts it.
+const sealFor = 2 * time.Minute
+
+// seal proposes a Seal and returns the highest seq the cluster ever issued.
+func (n *Node) seal() (mailbox.Seq, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), membershipTimeout)
+	defer cancel()
+	res, err := n.Propose(ctx, &mailbox.Command{Kind: mailbox.KindSeal, Seal: &mailbox.Seal{For: int64(sealFor)}})
+	if err != nil {
+		return 0, fmt.Errorf("seal: %w", err)
+	}
+	// A store written by an older version does not know every seq it
+	// issued before; its users' streams are the lower bound.
+	top, err := n.store.HighestUserSeq()
+	if err != nil {
+		n.unseal()
+		return 0, err
+	}
+	return max(res.Issued, top), nil
+}
+
+// unseal lifts the seal of a restore that did not happen.
+func (n *Node) unseal() {
+	ctx, cancel := context.WithTimeout(context.Background(), membershipTimeout)
+	defer cancel()
+	if _, err := n.Propose(ctx, &mailbox.Command{Kind: mailbox.KindSeal, Seal: &mailbox.Seal{}}); err != nil {
+		n.cfg.logger().Warn("cluster: lift the seal of a failed restore; it lifts itself", "after", sealFor, "err", err)
+	}
 }

@@ -40,11 +40,30 @@ func (f Fanout) Restored() {
 	}
 }
 
+// BackupRestored passes a backup's restore on to the receivers that hear of
+// one.
+func (f Fanout) BackupRestored() {
+	for _, a := range f {
+		if r, ok := a.(backupRestorer); ok {
+			r.BackupRestored()
+		}
+	}
+}
+
 // restorer is an optional interface of an Applied: Restored is called on the
 // FSM goroutine after a snapshot was restored into the store, since cursors
 // and streams may have moved without events.
 type restorer interface {
 	Restored()
+}
+
+// backupRestorer is an optional interface of an Applied: BackupRestored is
+// called on the FSM goroutine, before Restored, when the snapshot was a
+// backup restored into the cluster (Node.Restore), not just the state a
+// node was behind on: cursors and streams were replaced, and sessions built
+// on the old state should end.
+type backupRestorer interface {
+	BackupRestored()
 }
 
 // fsm is the hub's only raft.FSM: it applies decoded commands to the store.
@@ -133,11 +152,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
 	}
+	before := f.store.Restored()
 	if err := f.store.Restore(r); err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
 	}
 	if api != nil {
 		f.meta.replace(api)
+	}
+	if r, ok := f.applied.(backupRestorer); ok && f.store.Restored() != before {
+		r.BackupRestored()
 	}
 	if r, ok := f.applied.(restorer); ok {
 		r.Restored()

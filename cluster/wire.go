@@ -32,6 +32,7 @@ var wireErrors = map[string]error{
 	"payload_too_large":    mailbox.ErrPayloadTooLarge,
 	"ttl_too_large":        mailbox.ErrTTLTooLarge,
 	"change_too_large":     mailbox.ErrChangeTooLarge,
+	"restoring":            mailbox.ErrRestoring,
 	"bad_command":          mailbox.ErrBadCommand,
 	"bad_snapshot":         mailbox.ErrBadSnapshot,
 	"not_leader":           ErrNotLeader,

@@ -88,6 +88,7 @@ func TestWireResultRoundTrip(t *testing.T) {
 		Expired: 4,
 		More:    true,
 		Refused: []error{nil, mailbox.ErrDeviceUnknown},
+		Issued:  7,
 	}
 	// Every field of Result is set above: a new field must be added to the
 	// test, and to the codec if it holds an error.
@@ -112,7 +113,7 @@ func TestWireResultRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(out.User, in.User) || !reflect.DeepEqual(out.Mailbox, in.Mailbox) ||
 		!reflect.DeepEqual(out.Device, in.Device) || !reflect.DeepEqual(out.Ticket, in.Ticket) ||
-		out.Expired != 4 || !out.More {
+		out.Expired != 4 || !out.More || out.Issued != 7 {
 		t.Errorf("round trip: %+v", out)
 	}
 	if len(out.Published) != 2 || !reflect.DeepEqual(out.Published[0].Status, st) || !out.Published[0].Duplicate ||

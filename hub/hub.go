@@ -171,6 +171,20 @@ func (h *Hub) Restored() {
 	}
 }
 
+// BackupRestored is called, before Restored, when the store was replaced by
+// a backup (cluster.Node.Restore): every session ends with ErrRestored, so
+// that its device starts again from the restored state (the cursor it sends
+// in its hello stays good: a restore never reuses a seq).
+func (h *Hub) BackupRestored() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, set := range h.users {
+		for s := range set {
+			s.end(ErrRestored)
+		}
+	}
+}
+
 // Stats is a point-in-time view of the hub.
 type Stats struct {
 	Sessions   int64  // open sessions

@@ -15,6 +15,9 @@ var (
 	ErrTooSlow = errors.New("hub: session too slow")
 	// ErrUserDeleted: the user was deleted.
 	ErrUserDeleted = errors.New("hub: user deleted")
+	// ErrRestored: the cluster's state was replaced by a backup; the device
+	// should reconnect and resume from its own cursor.
+	ErrRestored = errors.New("hub: state restored from a backup")
 	// ErrDeviceDeleted: the device was deleted.
 	ErrDeviceDeleted = errors.New("hub: device deleted")
 	// ErrClosed: the hub is shutting down (or the session was closed by its

@@ -20,7 +20,7 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 		return Result{}, nil, nil
 	}
 	at := s.clockAt(cmd.At)
-	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, budget: drainStep}
+	a := &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, budget: drainStep, issued: s.issued, sealed: s.sealed}
 	defer func() { a.txn.Discard() }()
 
 	res, err := a.apply(cmd)
@@ -32,7 +32,7 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 		// memtable): the revoke or deletion takes effect without it, and
 		// the expiry loop drains all of it (drain.go).
 		a.txn.Discard()
-		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, issued: s.issued, sealed: s.sealed}
 		res, err = a.apply(cmd)
 		if err == nil {
 			err = a.flushReceiptLogs()
@@ -43,13 +43,13 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 		// the entry was applied. Every node has the same state and limits,
 		// so every node refuses it alike.
 		a.txn.Discard()
-		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy}
+		a = &applier{txn: s.db.NewTransaction(true), at: at, policy: s.policy, issued: s.issued, sealed: s.sealed}
 		res, err = Result{Err: fmt.Errorf("%v: %w", cmd.Kind, ErrChangeTooLarge)}, nil
 	}
 	if err != nil {
 		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)
 	}
-	if err := a.txn.Set(appliedKey(), appliedValue(index, at)); err != nil {
+	if err := a.txn.Set(appliedKey(), appliedRecord{index, at, a.issued}.value()); err != nil {
 		return Result{}, nil, fmt.Errorf("mailbox: apply %v at index %d: %w", cmd.Kind, index, err)
 	}
 	if err := a.txn.Commit(); err != nil {
@@ -57,6 +57,7 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	}
 	s.applied.Store(index)
 	s.lastAt.Store(at)
+	s.issued, s.sealed = a.issued, a.sealed
 	return res, a.events, nil
 }
 
@@ -86,6 +87,8 @@ type applier struct {
 	// budget is how many messages a revoke or a user's deletion may end
 	// in its own command; the rest is drained by Expire (drain.go).
 	budget int
+	issued Seq   // the highest seq ever issued, kept current (restore.go)
+	sealed int64 // publishes are refused while at is before it (restore.go)
 }
 
 func (a *applier) apply(cmd *Command) (Result, error) {
@@ -118,6 +121,8 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 		return a.settleReceipts(cmd.SettleReceipts)
 	case KindTick:
 		return Result{}, nil // it moves the clock, as every command does
+	case KindSeal:
+		return a.seal(cmd.Seal)
 	}
 	// DecodeCommand refuses unknown kinds; reaching here is a programming error.
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrBadCommand, cmd.Kind)
@@ -294,6 +299,13 @@ type IdemRecord struct {
 }
 
 func (a *applier) publish(c *Publish) (Result, error) {
+	if a.at < a.sealed {
+		out := make([]PublishedItem, len(c.Items))
+		for i := range out {
+			out[i].Err = fmt.Errorf("publish: %w", ErrRestoring)
+		}
+		return Result{Published: out}, nil
+	}
 	// Items of one entry often share a mailbox and a user: read each once,
 	// and write each user once, at the end.
 	b := &publishBatch{mailboxes: map[string]mailboxLookup{}, users: map[string]*User{}}
@@ -376,6 +388,7 @@ func (a *applier) publishOne(b *publishBatch, it *PublishItem) (PublishedItem, e
 		b.users[u.ID] = u
 	}
 	u.LastSeq++
+	a.issued = max(a.issued, u.LastSeq)
 	msg := Message{
 		ID: it.ID, Seq: u.LastSeq, UserID: u.ID, MailboxID: mb.ID, Topic: it.Topic,
 		Urgency: it.Urgency, At: a.at, ExpiresAt: a.at + it.TTL*int64(time.Second), Data: it.Data,
@@ -873,13 +886,4 @@ func (a *applier) streamRange(userID string, from, to Seq) ([]Message, error) {
 // collectAt schedules k for deletion once the deadline passes.
 func (a *applier) collectAt(deadline int64, k []byte) error {
 	return a.txn.Set(garbageKey(deadline, k), nil)
-}
-
-func (a *applier) keysWithPrefix(prefix []byte) ([][]byte, error) {
-	var out [][]byte
-	err := iterKeys(a.txn, prefix, func(k []byte) bool {
-		out = append(out, bytes.Clone(k))
-		return true
-	})
-	return out, err
 }

@@ -26,6 +26,7 @@ const (
 	KindAcks           Kind = 12
 	KindSettleReceipts Kind = 13
 	KindTick           Kind = 14
+	KindSeal           Kind = 15
 )
 
 func (k Kind) String() string {
@@ -58,6 +59,8 @@ func (k Kind) String() string {
 		return "settle-receipts"
 	case KindTick:
 		return "tick"
+	case KindSeal:
+		return "seal"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -86,6 +89,7 @@ type Command struct {
 
 	SettleReceipts *SettleReceipts `json:"settle_receipts,omitempty"`
 	Tick           *Tick           `json:"tick,omitempty"`
+	Seal           *Seal           `json:"seal,omitempty"`
 }
 
 // Tick changes nothing but the state machine's clock, which every command
@@ -281,6 +285,8 @@ func (c *Command) hasBody() bool {
 		return c.SettleReceipts != nil
 	case KindTick:
 		return c.Tick != nil
+	case KindSeal:
+		return c.Seal != nil
 	}
 	return false
 }
@@ -298,6 +304,7 @@ type Result struct {
 	Expired   int             // Expire: how many things ended; Expire.Limit reached means run again
 	More      bool            // Expire: work remains
 	Refused   []error         // Acks: one per item, nil where it was applied
+	Issued    Seq             // Seal: the highest seq ever issued, to any user
 }
 
 // PublishedItem is the outcome of one PublishItem.

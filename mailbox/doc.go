@@ -53,7 +53,11 @@
 // fixed-alphabet strings without '/'; fields chosen by clients (device ids,
 // topics, idempotency keys) are validated and always stand last.
 //
-//	a                                  last applied raft index (8 bytes BE) and last command time
+//	a                                  last applied raft index (8 bytes BE), the clock (8 bytes
+//	                                   BE) and the highest seq ever issued (8 bytes BE)
+//	S                                  while a restore is under way: publishes wait until this
+//	                                   clock (8 bytes BE; restore.go)
+//	G                                  the raft index of the restore the state comes from
 //	u/{user}                           User (JSON)
 //	t/{sha256(token)}                  mailbox id the token opens
 //	b/{mailbox}                        Mailbox (JSON)

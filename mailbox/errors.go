@@ -39,4 +39,6 @@ var (
 	// a user with a very long stream. It is refused whole, on every node
 	// alike, rather than stopping the node on an entry it can never apply.
 	ErrChangeTooLarge = errors.New("change too large to apply in one step")
+	// ErrRestoring: a restore is under way (Seal): publishing waits for it.
+	ErrRestoring = errors.New("a restore is under way")
 )

@@ -24,6 +24,9 @@ const (
 
 	tagDrainUser    = 'V'
 	tagDrainMailbox = 'v'
+
+	tagSeal     = 'S'
+	tagRestored = 'G'
 )
 
 // key joins a tag and parts with '/'. Parts are strings or []byte.
@@ -48,6 +51,8 @@ func be64(v uint64) []byte {
 }
 
 func appliedKey() []byte                    { return []byte{tagApplied} }
+func sealKey() []byte                       { return []byte{tagSeal} }
+func restoredKey() []byte                   { return []byte{tagRestored} }
 func userKey(user string) []byte            { return key(tagUser, []byte(user)) }
 func tokenKey(hash []byte) []byte           { return key(tagToken, hash) }
 func mailboxKey(mb string) []byte           { return key(tagMailbox, []byte(mb)) }

@@ -29,12 +29,12 @@ type Snapshot struct {
 // Snapshot captures the store as it is now. Release must be called.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	txn := s.db.NewTransaction(false)
-	index, _, err := readApplied(txn)
+	rec, err := readApplied(txn)
 	if err != nil {
 		txn.Discard()
 		return nil, err
 	}
-	return &Snapshot{txn: txn, index: index}, nil
+	return &Snapshot{txn: txn, index: rec.index}, nil
 }
 
 // Index returns the raft index the snapshot reflects.

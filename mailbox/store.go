@@ -18,6 +18,11 @@ type Store struct {
 
 	applied atomic.Uint64 // index of the last applied entry, as stored
 	lastAt  atomic.Int64  // the clock: newest command time applied; only Apply and Restore write it
+
+	// Only Apply and Restore touch these (restore.go).
+	issued   Seq   // the highest seq ever issued, to any user
+	sealed   int64 // publishes are refused until this clock (a restore under way)
+	restored atomic.Uint64
 }
 
 // Options configure Open.
@@ -88,41 +93,81 @@ func (s *Store) Policy() Policy { return s.policy }
 
 func (s *Store) loadApplied() error {
 	return s.db.View(func(txn *badger.Txn) error {
-		idx, at, err := readApplied(txn)
+		rec, err := readApplied(txn)
 		if err != nil {
 			return err
 		}
-		s.applied.Store(idx)
-		s.lastAt.Store(at)
-		return nil
+		s.applied.Store(rec.index)
+		s.lastAt.Store(rec.at)
+		s.issued = rec.issued
+		if s.sealed, err = readU64(txn, sealKey()); err != nil {
+			return err
+		}
+		restored, err := readU64(txn, restoredKey())
+		s.restored.Store(uint64(restored))
+		return err
 	})
 }
 
-// readApplied reads the applied record: index and command time.
-func readApplied(txn *badger.Txn) (index uint64, at int64, err error) {
+// appliedRecord is the applied record: the last applied raft index, the
+// clock, and the highest seq ever issued (restore.go). Records of older
+// versions hold the first two.
+type appliedRecord struct {
+	index  uint64
+	at     int64
+	issued Seq
+}
+
+// readApplied reads the applied record.
+func readApplied(txn *badger.Txn) (rec appliedRecord, err error) {
 	item, err := txn.Get(appliedKey())
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, 0, nil
+		return rec, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("mailbox: read applied index: %w", err)
+		return rec, fmt.Errorf("mailbox: read applied index: %w", err)
 	}
 	err = item.Value(func(v []byte) error {
-		if len(v) != 16 {
-			return fmt.Errorf("mailbox: applied record of %d bytes", len(v))
-		}
-		index = binary.BigEndian.Uint64(v[:8])
-		at = int64(binary.BigEndian.Uint64(v[8:]))
-		return nil
+		rec, err = parseApplied(v)
+		return err
 	})
-	return index, at, err
+	return rec, err
 }
 
-func appliedValue(index uint64, at int64) []byte {
-	v := make([]byte, 16)
-	binary.BigEndian.PutUint64(v[:8], index)
-	binary.BigEndian.PutUint64(v[8:], uint64(at))
+func parseApplied(v []byte) (appliedRecord, error) {
+	if len(v) != 16 && len(v) != 24 {
+		return appliedRecord{}, fmt.Errorf("mailbox: applied record of %d bytes", len(v))
+	}
+	rec := appliedRecord{index: binary.BigEndian.Uint64(v[:8]), at: int64(binary.BigEndian.Uint64(v[8:16]))}
+	if len(v) == 24 {
+		rec.issued = Seq(binary.BigEndian.Uint64(v[16:]))
+	}
+	return rec, nil
+}
+
+func (rec appliedRecord) value() []byte {
+	v := make([]byte, 24)
+	binary.BigEndian.PutUint64(v[:8], rec.index)
+	binary.BigEndian.PutUint64(v[8:16], uint64(rec.at))
+	binary.BigEndian.PutUint64(v[16:], uint64(rec.issued))
 	return v
+}
+
+// readU64 reads an 8-byte record; absent is 0.
+func readU64(txn *badger.Txn, k []byte) (int64, error) {
+	item, err := txn.Get(k)
+	if ok, err := found(err); err != nil || !ok {
+		return 0, err
+	}
+	var n int64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("mailbox: record %q of %d bytes", k, len(v))
+		}
+		n = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return n, err
 }
 
 // getJSON reads the JSON value at k into v. It returns badger.ErrKeyNotFound

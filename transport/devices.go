@@ -183,6 +183,7 @@ var (
 	reasonUserRevoked   = endReason{"user_revoked", 4403, "the user was deleted"}
 	reasonDeviceDeleted = endReason{"device_deleted", 4404, "the device was deleted"}
 	reasonTooSlow       = endReason{"too_slow", 4408, "the device did not keep up; reconnect and resume"}
+	reasonRestored      = endReason{"restored", 4409, "the hub's state was restored from a backup; reconnect and resume"}
 	reasonPingTimeout   = endReason{"ping_timeout", 4410, "nothing heard from the device"}
 	reasonUnavailable   = endReason{"unavailable", 4503, "the node cannot serve this now; retry"}
 	reasonGoingAway     = endReason{"going_away", websocket.StatusGoingAway, "the node is shutting down"}
@@ -194,6 +195,8 @@ func reasonOf(err error) endReason {
 	switch {
 	case errors.Is(err, hub.ErrTooSlow):
 		return reasonTooSlow
+	case errors.Is(err, hub.ErrRestored):
+		return reasonRestored
 	case errors.Is(err, hub.ErrUserDeleted), errors.Is(err, mailbox.ErrUserUnknown):
 		return reasonUserRevoked
 	case errors.Is(err, hub.ErrDeviceDeleted):

@@ -99,7 +99,8 @@
   };
 
   // on subscribes to an event: 'state' ({state, transport, code, reason}),
-  // 'welcome' ({transport, from, last_seq}), 'error' ({code, message}).
+  // 'welcome' ({transport, from, last_seq}), 'error' ({code, message}),
+  // 'restored' ({}: the hub's state was restored from a backup; it reconnects).
   // It returns a function that unsubscribes.
   Hub.prototype.on = function (event, fn) {
     var l = this._listeners[event] || (this._listeners[event] = []);
@@ -195,6 +196,13 @@
     this._queue = []; // unhandled messages come again in the next session
     if (!this._running) return;
     reason = reason || FATAL_CODES[code] || '';
+    if (code === 4409 || reason === 'restored') {
+      // The hub's state was restored from a backup. A restore never issues
+      // a seq again, so our cursor stays good: reconnect and resume as
+      // after any other end (a welcome below our cursor is handled there).
+      reason = 'restored';
+      this._emit('restored', {});
+    }
     if (FATAL_CODES[code] || FATAL_REASONS[reason]) {
       this._running = false;
       this._setState('closed', { code: code, reason: reason });
@@ -237,7 +245,9 @@
     this._failures = 0;
     this._transportFailures = 0;
     // The session starts after w.from. Below the ack our hello carried means
-    // the hub's state was restored from a backup and the seqs after `from`
+    // the hub does not know our cursor's seqs (a backup restored into a new
+    // cluster, which cannot know what the lost one issued; a restore into a
+    // running cluster never issues a seq again) and the seqs after `from`
     // are new messages to it: trust the hub. Above our cursor means another
     // client with this device id got further: the hub holds nothing before
     // it. (Between the two, a handler finished while the hello was on its

@@ -207,3 +207,34 @@ func TestBadInputRevokeToken(t *testing.T) {
 	}
 	runBadInputs(t, f.h, f.users, cases)
 }
+
+// TestBadInputStrictJSON: on every JSON endpoint of the public API, a field
+// name in another case and a repeated field are refused with 400 bad_json
+// and change nothing. encoding/json took both: {"LABEL":"x"} created a
+// mailbox labelled x, and a repeated field took its last value.
+func TestBadInputStrictJSON(t *testing.T) {
+	t.Parallel()
+	f := newBadFixture(t)
+	j := jsonHeader(f.a.secret)
+	tok := f.a.token
+	var cases []badInput
+	for _, c := range []struct{ name, path, body string }{
+		{"mailbox label upper case", "/v1/mailboxes", `{"LABEL":"x"}`},
+		{"mailbox label title case", "/v1/mailboxes", `{"Label":"x"}`},
+		{"mailbox label twice", "/v1/mailboxes", `{"label":"a","label":"b"}`},
+		{"mailbox receipt_url twice", "/v1/mailboxes", `{"label":"a","receipt_url":"https://a.example/","receipt_url":"https://b.example/"}`},
+		{"batch messages upper case", "/v1/push", `{"MESSAGES":[{"token":"` + tok + `","data":"x"}]}`},
+		{"batch messages twice", "/v1/push", `{"messages":[],"messages":[{"token":"` + tok + `","data":"x"}]}`},
+		{"batch item token upper case", "/v1/push", `{"messages":[{"TOKEN":"` + tok + `","data":"x"}]}`},
+		{"batch item data twice", "/v1/push", `{"messages":[{"token":"` + tok + `","data":"x","data":"y"}]}`},
+		{"batch item escaped duplicate", "/v1/push", `{"messages":[{"token":"` + tok + `","data":"x","d\u0061ta":"y"}]}`},
+		{"poll hello upper case", "/v1/poll", `{"HELLO":{"ticket":"t","device":"d"},"rid":1}`},
+		{"poll rid twice", "/v1/poll", `{"hello":{"ticket":"t","device":"d"},"rid":1,"rid":2}`},
+		{"poll hello ticket twice", "/v1/poll", `{"hello":{"ticket":"t","ticket":"u","device":"d"},"rid":1}`},
+		{"ack sid upper case", "/v1/ack", `{"SID":"s","ack":1}`},
+		{"ack twice", "/v1/ack", `{"sid":"s","ack":1,"ack":2}`},
+	} {
+		cases = append(cases, badInput{c.name, "POST", c.path, j, c.body, 400, "bad_json", false})
+	}
+	runBadInputs(t, f.h, f.users, cases)
+}

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // userBodyLimit bounds the JSON body of every user endpoint.
@@ -102,7 +105,8 @@ func mediaType(ct string) string {
 }
 
 // decodeJSON reads a JSON body of at most limit bytes into v. The body must
-// be labelled application/json, hold exactly one value and no unknown fields.
+// be labelled application/json and hold exactly one value that decodeStrict
+// takes, with no unknown fields.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	if mediaType(r.Header.Get("Content-Type")) != "application/json" {
 		return withDetail(errUnsupportedMedia, "the body must be application/json")
@@ -118,19 +122,33 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		}
 		return withDetail(errBadJSON, "could not read the body")
 	}
-	if !utf8.Valid(body) {
-		return withDetail(errBadJSON, "the body is not valid UTF-8")
+	return decodeStrict(body, v, true)
+}
+
+// The options of decodeStrict. jsonv2 matches names case-sensitively and
+// refuses duplicate names by default; encoding/json did neither, so that
+// {"LABEL":"x"} set the label and {"label":"a","label":"b"} took the last.
+var (
+	strictOptions  = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true))
+	lenientOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(false))
+)
+
+// decodeStrict decodes one JSON value, the whole of data, into v: every
+// JSON body and every device frame goes through it. Field names match
+// exactly (case included), a name repeated in an object is refused, and so
+// are invalid UTF-8 and data after the value; with rejectUnknown, so is a
+// field v does not have. The error is errBadJSON with a detail in the
+// client's terms.
+func decodeStrict(data []byte, v any, rejectUnknown bool) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return withDetail(errBadJSON, "the body is empty")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return withDetail(errBadJSON, "the body is empty")
-		}
+	opts := lenientOptions
+	if rejectUnknown {
+		opts = strictOptions
+	}
+	if err := jsonv2.Unmarshal(data, v, opts); err != nil {
 		return withDetail(errBadJSON, jsonErrorDetail(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return withDetail(errBadJSON, "data after the JSON value")
 	}
 	return nil
 }
@@ -138,20 +156,51 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 // jsonErrorDetail says what was wrong with a JSON body, in the client's
 // terms (fields and offsets), without Go type names.
 func jsonErrorDetail(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
+	var se *jsontext.SyntacticError
+	var me *jsonv2.SemanticError
 	switch {
-	case errors.As(err, &se):
-		return "invalid JSON at byte " + strconv.FormatInt(se.Offset, 10)
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return "field " + strconv.Quote(te.Field) + " must not be a JSON " + te.Value
-		}
-		return "the body must be a JSON object"
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &se):
+		return "duplicate field " + strconv.Quote(se.JSONPointer.LastToken()) + " at byte " + strconv.FormatInt(se.ByteOffset, 10)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "the JSON body ends too early"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.As(err, &se):
+		if strings.Contains(se.Err.Error(), "after top-level value") {
+			return "data after the JSON value"
+		}
+		if strings.Contains(se.Err.Error(), "UTF-8") {
+			return "the body is not valid UTF-8"
+		}
+		return "invalid JSON at byte " + strconv.FormatInt(se.ByteOffset, 10)
+	case errors.As(err, &me):
+		if errors.Is(me.Err, jsonv2.ErrUnknownName) {
+			return "unknown field " + strconv.Quote(me.JSONPointer.LastToken()) + " (field names are case-sensitive)"
+		}
+		if me.JSONPointer == "" {
+			return "the body must be a JSON object"
+		}
+		if me.JSONKind != 0 {
+			return "field " + strconv.Quote(string(me.JSONPointer)) + " must not be a JSON " + kindName(me.JSONKind)
+		}
+		return "field " + strconv.Quote(string(me.JSONPointer)) + " has a bad value"
 	}
 	return "invalid JSON"
+}
+
+// kindName names a JSON kind as the client knows it.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 'f', 't':
+		return "boolean"
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
 }

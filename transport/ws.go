@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -233,7 +232,7 @@ func (wc *wsConn) open() bool {
 		return false
 	}
 	var f frame
-	if err := json.Unmarshal(data, &f); err != nil || f.Type != "hello" {
+	if err := decodeStrict(data, &f, false); err != nil || f.Type != "hello" {
 		wc.close(reasonProtocol)
 		return false
 	}
@@ -330,7 +329,7 @@ func (wc *wsConn) readFrame() bool {
 		return wc.send(pongFrame)
 	}
 	var f frame
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := decodeStrict(data, &f, false); err != nil {
 		wc.close(reasonProtocol)
 		return false
 	}

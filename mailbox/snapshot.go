@@ -109,6 +109,41 @@ var ErrBadSnapshot = errors.New("mailbox: bad snapshot")
 // behind, or a badger that lost its tail) the state is dropped and loaded
 // from the snapshot. Reads running meanwhile may see a partial state.
 func (s *Store) Restore(r io.Reader) error {
+	var wb *badger.WriteBatch
+	defer func() {
+		if wb != nil {
+			wb.Cancel()
+		}
+	}()
+	err := readSnapshot(r, func(index uint64) (bool, error) {
+		if index <= s.Applied() {
+			return false, nil
+		}
+		if err := s.db.DropAll(); err != nil {
+			return false, fmt.Errorf("mailbox: restore: drop state: %w", err)
+		}
+		wb = s.db.NewWriteBatch()
+		return true, nil
+	}, func(k, v []byte) error {
+		if err := wb.Set(k, v); err != nil {
+			return fmt.Errorf("mailbox: restore: %w", err)
+		}
+		return nil
+	})
+	if err != nil || wb == nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("mailbox: restore: %w", err)
+	}
+	return s.loadApplied()
+}
+
+// readSnapshot reads a snapshot from r: the header, whose index goes to
+// start (which says whether to read the records, or only to the end), then
+// each record to set, then the checksum. The records set before a
+// corruption is found are not taken back: the caller drops them.
+func readSnapshot(r io.Reader, start func(index uint64) (bool, error), set func(k, v []byte) error) error {
 	crc := crc32.New(crcTable)
 	br := bufio.NewReaderSize(r, 256<<10)
 	tr := &teeByteReader{r: br, h: crc}
@@ -119,16 +154,12 @@ func (s *Store) Restore(r io.Reader) error {
 	if string(head[:len(snapshotMagic)]) != string(snapshotMagic) {
 		return fmt.Errorf("%w: not a hub snapshot", ErrBadSnapshot)
 	}
-	index := be64dec(head[len(snapshotMagic):])
-	if index <= s.Applied() {
-		_, err := io.Copy(io.Discard, br)
+	if ok, err := start(be64dec(head[len(snapshotMagic):])); err != nil || !ok {
+		if err == nil {
+			_, err = io.Copy(io.Discard, br)
+		}
 		return err
 	}
-	if err := s.db.DropAll(); err != nil {
-		return fmt.Errorf("mailbox: restore: drop state: %w", err)
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
 	for {
 		k, err := readRecord(tr)
 		if err != nil {
@@ -141,8 +172,8 @@ func (s *Store) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%w: value of %q: %v", ErrBadSnapshot, k, err)
 		}
-		if err := wb.Set(k, v); err != nil {
-			return fmt.Errorf("mailbox: restore: %w", err)
+		if err := set(k, v); err != nil {
+			return err
 		}
 	}
 	want := crc.Sum32()
@@ -150,10 +181,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if _, err := io.ReadFull(br, got[:]); err != nil || binary.BigEndian.Uint32(got[:]) != want {
 		return fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
 	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("mailbox: restore: %w", err)
-	}
-	return s.loadApplied()
+	return nil
 }
 
 // teeByteReader reads from r and feeds what it read to h.
@@ -178,6 +206,8 @@ func (t *teeByteReader) ReadByte() (byte, error) {
 
 // readRecord reads one length-prefixed record of a snapshot or backup
 // stream (a uvarint length, then the bytes), refusing lengths over 64 MiB.
+// It grows its buffer as the bytes come, so that a short, damaged stream
+// claiming a long record costs what it holds, not 64 MiB.
 func readRecord(r *teeByteReader) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -186,7 +216,14 @@ func readRecord(r *teeByteReader) ([]byte, error) {
 	if n > 64<<20 {
 		return nil, fmt.Errorf("record of %d bytes", n)
 	}
-	b := make([]byte, n)
-	_, err = io.ReadFull(r, b)
+	if n <= 64<<10 {
+		b := make([]byte, n)
+		_, err = io.ReadFull(r, b)
+		return b, err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err == nil && uint64(len(b)) != n {
+		err = io.ErrUnexpectedEOF
+	}
 	return b, err
 }

@@ -35,6 +35,7 @@ type hello struct {
 
 // welcome is what a session starts with.
 type welcome struct {
+	user    string      // the user the ticket named
 	session string      // sid: a capability for poll and SSE sessions
 	device  string      //
 	from    mailbox.Seq // the session starts after this seq
@@ -103,6 +104,7 @@ func (s *Server) attach(ctx context.Context, h hello, wake func()) (*hub.Session
 		return nil, welcome{}, err
 	}
 	return sess, welcome{
+		user:    userID,
 		session: mailbox.NewToken(),
 		device:  h.Device,
 		from:    from,

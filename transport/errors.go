@@ -49,6 +49,7 @@ var errorTable = []wireError{
 	// Request shape.
 	{errBadJSON, http.StatusBadRequest, "bad_json", "the body is not the JSON this endpoint expects", false},
 	{errUnsupportedMedia, http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Type", false},
+	{errBodyTimeout, http.StatusRequestTimeout, "body_timeout", "the request body did not arrive in time", false},
 	{errRequestTooLarge, http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over the limit", false},
 	{errPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the payload is over the limit", false},
 	{mailbox.ErrPayloadTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the payload is over the limit", false},
@@ -102,6 +103,7 @@ var errorTable = []wireError{
 	{hub.ErrClosed, http.StatusGone, "going_away", "the node is shutting down; reconnect", false},
 
 	// The cluster.
+	{errTooManyWaits, http.StatusTooManyRequests, "too_many_waits", "too many held waits; retry later", true},
 	{errNotReady, http.StatusServiceUnavailable, "not_ready", "the node is not ready", false},
 	{cluster.ErrNotLeader, http.StatusServiceUnavailable, "not_leader", "no leader to take the write; retry", true},
 	{cluster.ErrNoQuorum, http.StatusServiceUnavailable, "no_quorum", "no quorum to commit the write; retry", true},

@@ -120,8 +120,14 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		if errors.As(err, &mbe) {
 			return errRequestTooLarge
 		}
+		if isTimeout(err) {
+			return withDetail(errBodyTimeout, "the body did not arrive in time")
+		}
 		return withDetail(errBadJSON, "could not read the body")
 	}
+	// The body is in. (After a failed read the deadline stays: net/http
+	// then gives up on the rest of the body at once and closes.)
+	clearReadDeadline(w)
 	return decodeStrict(body, v, true)
 }
 

@@ -112,6 +112,15 @@ func (s *Server) openPoll(w http.ResponseWriter, r *http.Request, req *pollReque
 		return
 	}
 	ps.sid, ps.sess = wel.session, sess
+	// The session may hold a request as long as it lives: it counts
+	// against its user's and its address's waits until it ends.
+	release, err := s.acquireDeviceWait(r, wel.user)
+	if err != nil {
+		sess.Close()
+		s.writeError(w, r, err)
+		return
+	}
+	ps.release = release
 	if !s.sids.add(ps.sid, sidEntry{sess: sess, poll: ps}) {
 		sess.Close()
 		s.writeError(w, r, cluster.ErrClosed)
@@ -173,6 +182,8 @@ type pollSession struct {
 	sess  *hub.Session
 	woken wakeSignal  // the session may have something to take
 	idle  *time.Timer // ends the session when idleAt passes
+	// release gives back the session's slot in the wait caps.
+	release func()
 
 	mu      sync.Mutex
 	lastRid uint64        // the newest rid taken (answered, held, or abandoned unanswered)
@@ -261,6 +272,9 @@ func (ps *pollSession) drop() {
 		ps.idle.Stop()
 	}
 	ps.sess.Close()
+	if ps.release != nil {
+		ps.release()
+	}
 	ps.srv.sids.remove(ps.sid)
 	ps.notify()
 }

@@ -155,6 +155,7 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request, b []byte) (
 		n, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
+			clearReadDeadline(w) // limits.go
 			return b, nil
 		}
 		if err != nil {

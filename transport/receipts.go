@@ -125,6 +125,12 @@ func (s *Server) handleReceipts(w http.ResponseWriter, r *http.Request) {
 
 	var timer *time.Timer
 	if wait > 0 {
+		release, err := s.acquireReceiptWait(r, mb.ID)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer release()
 		timer = time.NewTimer(wait)
 		defer timer.Stop()
 	}

@@ -36,6 +36,8 @@ type Config struct {
 	ReceiptURLs receipts.URLPolicy
 	// Receipts wakes GET /v1/receipts long-polls; nil answers them at once.
 	Receipts ReceiptFeed
+	// Limits bounds what one client may hold (limits.go).
+	Limits Limits
 }
 
 // The defaults of Config.
@@ -87,6 +89,9 @@ type Server struct {
 	closeOnce sync.Once
 
 	receiptPolls receiptPolls // held GET /v1/receipts, ended by BeginClose
+
+	limits Limits   // cfg.Limits with defaults
+	waits  waitCaps // held waits per user, token and address
 }
 
 // New returns a Server over store (for reads), c (for writes) and h (the
@@ -140,6 +145,7 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	limit := cfg.PayloadLimit + 1
 	s.bufs.New = func() any { b := make([]byte, 0, limit); return &b }
 	s.metrics = s.newMetrics()
+	s.initLimits()
 	s.routes()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
@@ -183,7 +189,7 @@ const batchItemEnvelope = 512
 // Handler returns the HTTP handler of the API. Unknown paths and methods get
 // JSON error bodies like everything else. The /v1/ paths answer pages of any
 // origin (see cors).
-func (s *Server) Handler() http.Handler { return cors(s.mux) }
+func (s *Server) Handler() http.Handler { return cors(s.bodyDeadlines(s.mux)) }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()

@@ -48,6 +48,12 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sess.Close()
+	release, err := s.acquireDeviceWait(r, wel.user)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer release()
 	if !s.sids.add(wel.session, sidEntry{sess: sess}) {
 		s.writeError(w, r, cluster.ErrClosed)
 		return

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -20,7 +19,6 @@ import (
 
 const (
 	wsReadLimit    = 8 << 10          // largest client frame
-	wsHelloTimeout = 10 * time.Second // the hello must come within this
 	wsWriteTimeout = 10 * time.Second // one write to a device (a batch of frames); past it the device is too slow
 	wsTakeBatch    = 64               // messages taken from the session at a time
 
@@ -52,8 +50,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Accept has answered the request
 	}
-	c.SetReadLimit(wsReadLimit)
 	wc.c = c
+	// The connection is the socket's now: no deadline of the request may
+	// stay on it (corkWriter sets one per write).
+	wc.out.conn.SetDeadline(time.Time{})
 	wc.heard.Store(time.Now().UnixNano())
 	if !s.ws.add(wc) {
 		c.Close(reasonGoingAway.ws, reasonGoingAway.code)
@@ -221,14 +221,22 @@ type frame struct {
 // reports whether the session is open; if not, the connection was closed
 // with the reason.
 func (wc *wsConn) open() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), wsHelloTimeout)
-	var b []byte
-	data, err := wc.read(ctx, &b)
-	cancel()
+	// A hello that does not come within the hello timeout ends the
+	// connection with 4400. Not a context deadline on the read: the library
+	// answers an expired read context by dropping the socket, and the
+	// device would see a bare EOF.
+	late := &wc.srv.ws.wg
+	late.Add(1)
+	timer := time.AfterFunc(wc.srv.limits.HelloTimeout, func() {
+		defer late.Done()
+		wc.close(reasonProtocol)
+	})
+	data, err := wc.readHello()
+	if !timer.Stop() {
+		return false // too late: the close has begun
+	}
+	late.Done()
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			wc.close(reasonProtocol)
-		}
 		return false
 	}
 	var f frame
@@ -236,6 +244,8 @@ func (wc *wsConn) open() bool {
 		wc.close(reasonProtocol)
 		return false
 	}
+	wc.c.SetReadLimit(wsReadLimit)
+	b := data[:0]
 	sess, wel, err := wc.srv.openSession(context.Background(), f.hello, wc.wake)
 	if err != nil {
 		wc.close(reasonOf(err))
@@ -384,6 +394,28 @@ func (wc *wsConn) read(ctx context.Context, bp *[]byte) ([]byte, error) {
 	*bp = b
 	wc.heard.Store(time.Now().UnixNano())
 	if typ != websocket.MessageText {
+		wc.close(reasonProtocol)
+		return nil, errProtocol
+	}
+	return b, nil
+}
+
+// readHello reads the first frame. It is read without the library's
+// limit, which would close an oversized frame with 1009 itself: a hello
+// over wsReadLimit, or one that is not a text frame, is a protocol error
+// (4400), like any other malformed hello. What is read stops at the limit.
+func (wc *wsConn) readHello() ([]byte, error) {
+	wc.c.SetReadLimit(-1)
+	typ, r, err := wc.c.Reader(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, wsReadLimit+1))
+	if err != nil {
+		return nil, err
+	}
+	wc.heard.Store(time.Now().UnixNano())
+	if typ != websocket.MessageText || len(b) > wsReadLimit {
 		wc.close(reasonProtocol)
 		return nil, errProtocol
 	}

@@ -349,8 +349,8 @@ func TestWSBadInput(t *testing.T) {
 	t.Run("bad device id", func(t *testing.T) {
 		closesWith(t, 4400, fmt.Sprintf(`{"type":"hello","ticket":%q,"device":"a/b"}`, unused))
 	})
-	t.Run("frame too large", func(t *testing.T) {
-		closesWith(t, websocket.StatusMessageTooBig, `{"type":"hello","ticket":"`+strings.Repeat("x", 9000)+`"}`)
+	t.Run("hello too large", func(t *testing.T) {
+		closesWith(t, 4400, `{"type":"hello","ticket":"`+strings.Repeat("x", 9000)+`"}`)
 	})
 	t.Run("binary frame", func(t *testing.T) {
 		c := h.dialWS(t)

@@ -44,6 +44,7 @@ fresh_hubd() {
 	if [[ -n $HUBD_PID ]]; then kill "$HUBD_PID"; wait "$HUBD_PID" 2>/dev/null || true; fi
 	rm -rf "$WORK/data"
 	"$WORK/hubd" --data "$WORK/data" --listen 127.0.0.1:0 --raft-addr 127.0.0.1:0 --log-level warn \
+		--max-conns-per-addr 20000 --waits-per-addr 20000 --waits-per-user 1000 \
 		>"$WORK/hubd.out" 2>"$WORK/hubd.err" &
 	HUBD_PID=$!
 	local i

@@ -32,6 +32,7 @@ type config struct {
 	logLevel         slog.Level
 
 	receipts receiptFlags // receipts.go
+	limits   limitFlags   // limits.go
 }
 
 // parseConfig reads flags, each defaulting to its HUB_* environment variable,
@@ -83,6 +84,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
 	c.receipts.define(parsed)
+	c.limits.define(parsed)
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -92,6 +94,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	}
 	if c.join != "" && c.clusterSecret == "" {
 		return c, fmt.Errorf("--join needs --cluster-secret")
+	}
+	if err := c.limits.check(); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())

@@ -90,22 +90,34 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		Logger:           log,
 		ReceiptURLs:      cfg.receipts.policy(),
 		Receipts:         dispatcher,
+		Limits:           cfg.limits.limits,
 	}, store, node, sessions)
 	for _, c := range receiptMetrics(dispatcher) {
 		if err := api.Register(c); err != nil {
 			log.Warn("metrics: receipts", "err", err)
 		}
 	}
+	// No ReadTimeout or WriteTimeout: either would cut event streams,
+	// held long-polls and receipt waits, WebSockets and backups. The header
+	// has ReadHeaderTimeout, a body its deadline in the transport, and the
+	// streams set a deadline on each write.
 	srv := &http.Server{
 		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		MaxHeaderBytes:    cfg.limits.maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(api.BeginClose) // held receipt polls answer at once
-	ln, err := net.Listen("tcp", cfg.listen)
+	tcp, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.listen, err), closeEngines())
+	}
+	ln := newCapListener(tcp, cfg.limits.maxConns, cfg.limits.maxConnsPerAddr)
+	for _, c := range ln.collectors() {
+		if err := api.Register(c); err != nil {
+			log.Warn("metrics: connections", "err", err)
+		}
 	}
 	// Tests and scripts read this line to find the port.
 	fmt.Fprintf(stdout, "hubd: node %s listening on http://%s (raft %s, data %s)\n", cfg.nodeID, ln.Addr(), node.Addr(), cfg.dataDir)

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bins = dir
-	build := exec.Command("go", "build", "-race", "-o", dir+"/", "../hubd", ".")
+	build := exec.Command("go", "build", "-race", "-ldflags", stampFlags, "-o", dir+"/", "../hubd", ".") // stampFlags: version_test.go
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build hubd and hubctl:", err)

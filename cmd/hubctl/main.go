@@ -25,9 +25,12 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/notifyhub/hub/internal/version"
 )
 
 const usage = `usage: hubctl [--addr URL] [--admin-token TOKEN] <command> [arguments]
+       hubctl --version                    print the version and exit
 
 commands:
   status                                   members, leader, term, indexes and devices of every node
@@ -59,8 +62,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	addr := fs.String("addr", envOr("HUB_ADDR", "http://127.0.0.1:8080"), "base URL of any node")
 	token := fs.String("admin-token", os.Getenv("HUB_ADMIN_TOKEN"), "admin token")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Get().String("hubctl"))
+		return 0
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

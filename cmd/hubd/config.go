@@ -30,6 +30,7 @@ type config struct {
 	pollInactivity   time.Duration
 	sessionQueue     int
 	logLevel         slog.Level
+	showVersion      bool // --version: print the build and exit (main.go)
 
 	receipts receiptFlags // receipts.go
 	limits   limitFlags   // limits.go
@@ -85,9 +86,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
 	c.receipts.define(parsed)
 	c.limits.define(parsed)
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.showVersion {
+		return c, nil // whatever else is wrong, --version answers
 	}
 	if envErr != nil {
 		return c, envErr

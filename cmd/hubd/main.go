@@ -31,6 +31,7 @@ import (
 	"github.com/notifyhub/hub/cluster"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/hub/receipts"
+	"github.com/notifyhub/hub/internal/version"
 	"github.com/notifyhub/hub/mailbox"
 	"github.com/notifyhub/hub/transport"
 )
@@ -43,6 +44,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hubd:", err)
 		os.Exit(2)
+	}
+	if cfg.showVersion {
+		fmt.Println(version.Get().String("hubd"))
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -96,6 +101,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		if err := api.Register(c); err != nil {
 			log.Warn("metrics: receipts", "err", err)
 		}
+	}
+	if err := api.Register(buildInfoMetric(version.Get())); err != nil {
+		log.Warn("metrics: build info", "err", err)
 	}
 	// No ReadTimeout or WriteTimeout: either would cut event streams,
 	// held long-polls and receipt waits, WebSockets and backups. The header

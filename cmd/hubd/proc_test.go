@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	hubdBin = filepath.Join(dir, "hubd")
-	build := exec.Command("go", "build", "-race", "-o", hubdBin, ".")
+	build := exec.Command("go", "build", "-race", "-ldflags", stampFlags, "-o", hubdBin, ".") // stampFlags: version_test.go
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build hubd:", err)

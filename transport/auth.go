@@ -25,14 +25,14 @@ func bearer(r *http.Request) (string, bool) {
 func (s *Server) authUser(r *http.Request) (mailbox.User, error) {
 	secret, ok := bearer(r)
 	if !ok || mailbox.SecretUser(secret) == "" {
-		return mailbox.User{}, errUnauthorized
+		return mailbox.User{}, s.authFailed(r, errUnauthorized)
 	}
 	u, err := s.store.Authenticate(secret)
 	if errors.Is(err, mailbox.ErrUserUnknown) && s.caughtUp(r) {
 		u, err = s.store.Authenticate(secret) // made through another node a moment ago?
 	}
 	if errors.Is(err, mailbox.ErrUserUnknown) {
-		return mailbox.User{}, errUnauthorized
+		return mailbox.User{}, s.authFailed(r, errUnauthorized)
 	}
 	return u, err
 }
@@ -42,11 +42,11 @@ func (s *Server) authUser(r *http.Request) (mailbox.User, error) {
 func (s *Server) authMailbox(r *http.Request) (mailbox.Mailbox, error) {
 	token, ok := bearer(r)
 	if !ok || !mailbox.ValidToken(token) {
-		return mailbox.Mailbox{}, errUnauthorized
+		return mailbox.Mailbox{}, s.authFailed(r, errUnauthorized)
 	}
 	mb, err := s.mailboxByToken(r, token)
 	if errors.Is(err, mailbox.ErrTokenUnknown) {
-		return mailbox.Mailbox{}, errUnauthorized
+		return mailbox.Mailbox{}, s.authFailed(r, errUnauthorized)
 	}
 	return mb, err
 }

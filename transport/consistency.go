@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -13,6 +14,10 @@ import (
 // Where a lookup misses, a follower therefore catches up with the leader
 // once (Sync: a heartbeat round to the leader, no log entry) and looks
 // again. Hits cost nothing; a miss on the leader is final.
+//
+// Misses are also what a stranger's flood of made-up tokens produces, so
+// catch-ups are coalesced (catchups below): at most one is in flight per
+// node, and every miss that happens while one runs shares the next.
 
 // syncer is optional in a Cluster; *cluster.Node has it.
 type syncer interface {
@@ -25,13 +30,77 @@ const syncTimeout = 2 * time.Second
 
 // caughtUp catches this node up with the leader after a lookup missed. It
 // reports whether the lookup is worth making again.
-func (s *Server) caughtUp(r *http.Request) bool {
+func (s *Server) caughtUp(r *http.Request) bool { return s.caughtUpCtx(r.Context()) }
+
+// caughtUpCtx is caughtUp for a caller without a request.
+func (s *Server) caughtUpCtx(ctx context.Context) bool {
 	sy, ok := s.cluster.(syncer)
 	if !ok || sy.IsLeader() {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), syncTimeout)
-	defer cancel()
-	_, err := sy.Sync(ctx)
-	return err == nil
+	return s.catchups.do(ctx, func(ctx context.Context) error {
+		_, err := sy.Sync(ctx)
+		return err
+	}) == nil
+}
+
+// catchups coalesces catch-ups. A miss must be followed by a sync that
+// starts after it (one already under way may have asked the leader before
+// the thing looked for was made), so a miss joins the pending round: the
+// one that starts once the running one is done. All who joined it share
+// its result. Rounds run one at a time, by the first of their members to
+// get the turn, so N concurrent misses cost one or two syncs, not N.
+type catchups struct {
+	mu      sync.Mutex
+	pending *syncRound
+	turn    chan struct{} // a token: held by the member running a round
+	once    sync.Once
+	joined  int // members who joined a round; for tests
+}
+
+type syncRound struct {
+	done     chan struct{} // closed when the round ran
+	finished bool          // under catchups.mu
+	err      error         // set before done is closed
+}
+
+// do runs sync in a round that starts after this call, shared with every
+// concurrent caller, and returns its error (or ctx's, if ctx ends first).
+func (c *catchups) do(ctx context.Context, sync func(context.Context) error) error {
+	c.once.Do(func() { c.turn = make(chan struct{}, 1) })
+	c.mu.Lock()
+	rd := c.pending
+	if rd == nil {
+		rd = &syncRound{done: make(chan struct{})}
+		c.pending = rd
+	}
+	c.joined++
+	c.mu.Unlock()
+
+	select {
+	case c.turn <- struct{}{}:
+		defer func() { <-c.turn }()
+	case <-rd.done:
+		return rd.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	if rd.finished {
+		c.mu.Unlock()
+		return rd.err
+	}
+	if c.pending == rd {
+		c.pending = nil // from here on, a miss waits for the next round
+	}
+	c.mu.Unlock()
+	// The round is everyone's: it is not cut short by this caller leaving.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), syncTimeout)
+	err := sync(sctx)
+	cancel()
+	c.mu.Lock()
+	rd.err, rd.finished = err, true
+	c.mu.Unlock()
+	close(rd.done)
+	return err
 }

@@ -73,6 +73,9 @@ func (s *Server) attach(ctx context.Context, h hello, wake func()) (*hub.Session
 	if !mailbox.ValidToken(h.Ticket) {
 		return nil, welcome{}, mailbox.ErrTicketInvalid
 	}
+	if err := s.ticketHeld(ctx, h.Ticket); err != nil {
+		return nil, welcome{}, err // refused without a log entry (refuse.go)
+	}
 	res, err := s.cluster.Propose(ctx, &mailbox.Command{
 		Kind:         mailbox.KindRedeemTicket,
 		RedeemTicket: &mailbox.RedeemTicket{TicketHash: mailbox.Hash(h.Ticket)},

@@ -173,7 +173,7 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request, b []byte) (
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
 	if !mailbox.ValidToken(token) {
-		s.writeError(w, r, mailbox.ErrTokenUnknown)
+		s.writeError(w, r, s.authFailed(r, mailbox.ErrTokenUnknown))
 		return
 	}
 	o, err := s.pushHeaders(r.Header)
@@ -208,6 +208,11 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		item.RequestHash = requestHash(payload, o)
 	}
 	s.bufs.Put(bp)
+	// Refused here, not after a raft round (refuse.go).
+	if err := s.pushable(r, token); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 
 	out, err := s.cluster.Publish(r.Context(), []mailbox.PublishItem{item})
 	if err == nil && len(out) != 1 {
@@ -325,13 +330,21 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	}
 
 	errs := make([]error, len(req.Messages))
+	opts := make([]pushOptions, len(req.Messages))
+	for i := range req.Messages {
+		opts[i], errs[i] = s.batchItemOptions(&req.Messages[i])
+	}
+	// Items to tokens that open nothing are refused here, not after a raft
+	// round (refuse.go).
+	if err := s.pushableItems(r, req.Messages, errs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	items := make([]mailbox.PublishItem, 0, len(req.Messages))
 	slot := make([]int, 0, len(req.Messages)) // slot[i] = the message that items[i] is
 	for i := range req.Messages {
-		it := &req.Messages[i]
-		o, err := s.batchItemOptions(it)
-		if err != nil {
-			errs[i] = err
+		it, o := &req.Messages[i], opts[i]
+		if errs[i] != nil {
 			continue
 		}
 		item := mailbox.PublishItem{

@@ -89,6 +89,7 @@ type Server struct {
 	closeOnce sync.Once
 
 	receiptPolls receiptPolls // held GET /v1/receipts, ended by BeginClose
+	catchups     catchups     // coalesced catch-ups after lookups missed (consistency.go)
 
 	limits Limits   // cfg.Limits with defaults
 	waits  waitCaps // held waits per user, token and address

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -142,7 +141,7 @@ type Dispatcher struct {
 // New returns a dispatcher over store. It sends nothing before Start.
 func New(cfg Config, store Store) *Dispatcher {
 	cfg.setDefaults()
-	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: cfg.URLs.control}
+	dialer := cfg.URLs.Dialer(cfg.Timeout)
 	tr := &http.Transport{
 		// No proxy from the environment: a proxy would dial on our behalf,
 		// past the address check.

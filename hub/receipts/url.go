@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"net/url"
 	"syscall"
+	"time"
+
+	"code.dny.dev/ssrf"
 )
 
 // Refusals of a receipt URL. The transport maps them to wire codes at
@@ -115,51 +118,35 @@ func (p URLPolicy) checkAddr(ip netip.Addr) error {
 	return nil
 }
 
-// control is the dispatcher's net.Dialer.Control: it runs after DNS, on the
+// Dialer returns the dialer receipt POSTs go through: it resolves with the
+// policy's Resolver and checks every address it is about to dial (after
+// DNS, so a name that resolves elsewhere than at creation is still
+// checked).
+func (p URLPolicy) Dialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, Control: p.control, Resolver: p.Resolver}
+}
+
+// control is the dialer's net.Dialer.Control: it runs after DNS, on the
 // address about to be dialled.
-func (p URLPolicy) control(_, address string, _ syscall.RawConn) error {
+func (p URLPolicy) control(network, address string, c syscall.RawConn) error {
 	if p.AllowPrivate {
 		return nil
 	}
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("receipts: dial %s: %w", address, err)
+	if err := guard.Safe(network, address, c); err != nil {
+		return fmt.Errorf("%w: %w", ErrBlockedAddress, err)
 	}
-	return p.checkAddr(ap.Addr())
+	return nil
 }
 
-// blockedPrefixes are ranges that are global unicast to netip but are not
-// the public internet.
-var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
-	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
-	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
-	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: may embed a private IPv4
-	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
-	netip.MustParsePrefix("2002::/16"),       // 6to4: may embed a private IPv4
-	netip.MustParsePrefix("2001::/32"),       // Teredo
-	netip.MustParsePrefix("2001:db8::/32"),   // documentation
-	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated)
-	netip.MustParsePrefix("100::/64"),        // discard-only
-	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast
-	netip.MustParsePrefix("198.51.100.0/24"), // documentation
-	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
-	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
-}
+// guard is the maintained list of addresses that are not the public
+// internet: the IANA special-purpose registries for IPv4 and IPv6, and for
+// IPv6 anything outside global unicast (2000::/3), which covers ::/96,
+// ::ffff:0:0/96 (IPv4-mapped) and loopback written as ::127.0.0.1. Any
+// port is allowed: receipt endpoints choose theirs.
+var guard = ssrf.New(ssrf.WithAnyPort())
 
 // Blocked reports whether the hub refuses to call ip unless private
 // targets are allowed: anything but a public unicast address.
 func Blocked(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() {
-		return true // loopback, link-local, multicast, unspecified, RFC 1918, ULA
-	}
-	for _, p := range blockedPrefixes {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return guard.SafeAddr(ip) != nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/notifyhub/hub/hub/receipts"
 	"github.com/notifyhub/hub/hub/receipts/receiptstest"
@@ -99,4 +100,90 @@ func TestBlocked(t *testing.T) {
 			t.Errorf("%s is blocked", s)
 		}
 	}
+}
+
+// TestSpecialPurposeV6: addresses that are not the public internet and
+// that a hand-kept list missed (found in the security review) are refused
+// at mailbox creation, written in the URL or behind a DNS name, and at dial
+// time, where the name resolves (through a real DNS server on loopback) to
+// them; the development policy still dials loopback.
+func TestSpecialPurposeV6(t *testing.T) {
+	resolver := receiptstest.Resolver(t)
+	strict := receipts.URLPolicy{Resolver: resolver}
+	for _, c := range []struct {
+		addr string
+		dial bool // also dialled: never a public address, which would connect
+	}{
+		{"2001:2::1", true},        // 2001:2::/48, benchmarking
+		{"3fff::1", true},          // 3fff::/20, documentation
+		{"5f00::1", true},          // 5f00::/16, segment routing SIDs
+		{"::1.2.3.4", true},        // ::/96, IPv4-compatible (deprecated)
+		{"::127.0.0.1", true},      // loopback in ::/96: http://[::127.0.0.1]/ passed before
+		{"::ffff:10.0.0.1", true},  // ::ffff:0:0/96, IPv4-mapped: a private IPv4
+		{"::ffff:127.0.0.1", true}, // and loopback
+		{"::ffff:8.8.8.8", false},  // refused as written; the resolver hands a dial 8.8.8.8 itself
+	} {
+		s := c.addr
+		ip := netip.MustParseAddr(s)
+		t.Run(s, func(t *testing.T) {
+			if !receipts.Blocked(ip) {
+				t.Errorf("Blocked(%s) = false", ip)
+			}
+			literal := "https://[" + s + "]/hook"
+			if err := strict.Check(context.Background(), literal); !errors.Is(err, receipts.ErrBlockedAddress) {
+				t.Errorf("Check(%s) = %v, want ErrBlockedAddress", literal, err)
+			}
+			name := receiptstest.V6Name(ip)
+			if err := strict.Check(context.Background(), "https://"+name+"/hook"); !errors.Is(err, receipts.ErrBlockedAddress) {
+				t.Errorf("Check(https://%s/hook) = %v, want ErrBlockedAddress", name, err)
+			}
+			if !c.dial {
+				return
+			}
+			// At dial time: the name resolves to the address only now (as
+			// after a DNS rebinding); the dialer refuses before connecting.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := strict.Dialer(5*time.Second).DialContext(ctx, "tcp", net.JoinHostPort(name, "443"))
+			if err == nil {
+				c.Close()
+			}
+			if !errors.Is(err, receipts.ErrBlockedAddress) {
+				t.Errorf("dial %s: %v, want ErrBlockedAddress", name, err)
+			}
+		})
+	}
+	t.Run("a public v6 address is allowed", func(t *testing.T) {
+		ip := netip.MustParseAddr("2606:4700:4700::1111")
+		if err := strict.Check(context.Background(), "https://"+receiptstest.V6Name(ip)+"/hook"); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	})
+	t.Run("the test escape hatch dials loopback", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "[::1]:0")
+		if err != nil {
+			t.Skipf("no IPv6 loopback here: %v", err)
+		}
+		defer ln.Close()
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		dev := receipts.URLPolicy{AllowHTTP: true, AllowPrivate: true, Resolver: resolver}
+		name := receiptstest.V6Name(netip.MustParseAddr("::1"))
+		if err := dev.Check(context.Background(), "http://"+name+":"+port+"/hook"); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		c, err := dev.Dialer(5*time.Second).DialContext(context.Background(), "tcp", net.JoinHostPort(name, port))
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		c.Close()
+		// And the strict policy refuses the same dial.
+		if _, err := strict.Dialer(5*time.Second).DialContext(context.Background(), "tcp", net.JoinHostPort(name, port)); !errors.Is(err, receipts.ErrBlockedAddress) {
+			t.Fatalf("strict dial of loopback: %v", err)
+		}
+	})
 }

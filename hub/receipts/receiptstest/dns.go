@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -18,6 +19,13 @@ const (
 	NXDomain = "gone"  // "gone.example": NXDOMAIN, the name does not exist
 	ServFail = "flaky" // "flaky.example": SERVFAIL, the server failed
 )
+
+// V6Name returns a name the server resolves to ip, an IPv6 address (one
+// AAAA record, no A record): "v6-" and ip with its colons as dashes, then
+// ".example".
+func V6Name(ip netip.Addr) string {
+	return "v6-" + strings.ReplaceAll(ip.StringExpanded(), ":", "-") + ".example"
+}
 
 // Resolver starts a DNS server on a loopback UDP port for the test's
 // lifetime and returns a resolver that asks it and nothing else.
@@ -80,15 +88,34 @@ func answer(q []byte) []byte {
 		return nil
 	}
 	var rcode byte
-	switch strings.ToLower(labels[0]) {
-	case NXDomain:
+	var aaaa []byte
+	first := strings.ToLower(labels[0])
+	switch {
+	case first == NXDomain:
 		rcode = 3
-	case ServFail:
+	case first == ServFail:
 		rcode = 2
+	case strings.HasPrefix(first, "v6-"):
+		ip, err := netip.ParseAddr(strings.ReplaceAll(first[3:], "-", ":"))
+		qtype := binary.BigEndian.Uint16(q[end-4 : end-2])
+		if err == nil && ip.Is6() && qtype == 28 {
+			b := ip.As16()
+			aaaa = b[:]
+		}
 	}
-	out := make([]byte, 0, end)
+	out := make([]byte, 0, end+28)
 	out = append(out, q[0], q[1]) // id
 	out = append(out, 0x81, 0x80|rcode)
-	out = append(out, 0, 1, 0, 0, 0, 0, 0, 0) // one question, no records
-	return append(out, q[12:end]...)
+	answers := byte(0)
+	if aaaa != nil {
+		answers = 1
+	}
+	out = append(out, 0, 1, 0, answers, 0, 0, 0, 0) // one question
+	out = append(out, q[12:end]...)
+	if aaaa != nil {
+		// The name (a pointer to the question's), AAAA, IN, TTL 60, 16 bytes.
+		out = append(out, 0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16)
+		out = append(out, aaaa...)
+	}
+	return out
 }

@@ -19,9 +19,12 @@ import (
 // catch-ups are coalesced (catchups below): at most one is in flight per
 // node, and every miss that happens while one runs shares the next.
 
-// syncer is optional in a Cluster; *cluster.Node has it.
+// syncer is optional in a Cluster; *cluster.Node has it. Current tells a
+// leader whether its store holds every committed entry (a new leader may
+// not have applied its predecessor's last ones yet).
 type syncer interface {
 	Sync(ctx context.Context) (uint64, error)
+	Current(ctx context.Context) error
 	IsLeader() bool
 }
 
@@ -30,18 +33,31 @@ const syncTimeout = 2 * time.Second
 
 // caughtUp catches this node up with the leader after a lookup missed. It
 // reports whether the lookup is worth making again.
-func (s *Server) caughtUp(r *http.Request) bool { return s.caughtUpCtx(r.Context()) }
+func (s *Server) caughtUp(r *http.Request) bool {
+	again, _ := s.afterMiss(r.Context())
+	return again
+}
 
-// caughtUpCtx is caughtUp for a caller without a request.
-func (s *Server) caughtUpCtx(ctx context.Context) bool {
+// afterMiss catches this node up with the leader after a lookup missed.
+// again reports whether the lookup is worth making again (a follower that
+// caught up); final whether the next miss is conclusive: false when a
+// follower could not catch up (no leader, or it did not answer in time), so
+// that the thing may exist and only the log can tell.
+func (s *Server) afterMiss(ctx context.Context) (again, final bool) {
 	sy, ok := s.cluster.(syncer)
-	if !ok || sy.IsLeader() {
-		return false
+	if !ok {
+		return false, true
 	}
-	return s.catchups.do(ctx, func(ctx context.Context) error {
+	if sy.IsLeader() {
+		ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		defer cancel()
+		return false, sy.Current(ctx) == nil
+	}
+	err := s.catchups.do(ctx, func(ctx context.Context) error {
 		_, err := sy.Sync(ctx)
 		return err
-	}) == nil
+	})
+	return err == nil, err == nil
 }
 
 // catchups coalesces catch-ups. A miss must be followed by a sync that

@@ -31,9 +31,19 @@ func (s *Server) authFailed(r *http.Request, err error) error {
 
 // pushable reports why token cannot be published to, or nil: an unknown
 // token is mailbox.ErrTokenUnknown (404), a revoked one
-// mailbox.ErrTokenRevoked (410).
+// mailbox.ErrTokenRevoked (410). A follower that cannot catch up does not
+// refuse: the publish goes to the log, which decides (or answers 503).
 func (s *Server) pushable(r *http.Request, token string) error {
-	mb, err := s.mailboxByToken(r, token)
+	mb, err := s.store.MailboxByToken(token)
+	if errors.Is(err, mailbox.ErrTokenUnknown) {
+		again, final := s.afterMiss(r.Context())
+		if !final {
+			return nil
+		}
+		if again {
+			mb, err = s.store.MailboxByToken(token)
+		}
+	}
 	if err == nil && mb.Revoked() {
 		err = mailbox.ErrTokenRevoked
 	}
@@ -72,7 +82,19 @@ func (s *Server) pushableItems(r *http.Request, msgs []batchItem, errs []error) 
 		known[tok] = err
 		missed = missed || errors.Is(err, mailbox.ErrTokenUnknown)
 	}
-	if missed && s.caughtUp(r) {
+	again, final := true, true
+	if missed {
+		again, final = s.afterMiss(r.Context())
+	}
+	if missed && !final {
+		// This follower could not catch up: leave the misses to the log.
+		for tok, err := range known {
+			if errors.Is(err, mailbox.ErrTokenUnknown) {
+				known[tok] = nil
+			}
+		}
+	}
+	if missed && again {
 		for tok, err := range known {
 			if !errors.Is(err, mailbox.ErrTokenUnknown) {
 				continue
@@ -97,12 +119,19 @@ func (s *Server) pushableItems(r *http.Request, msgs []batchItem, errs []error) 
 // ticketHeld refuses a hello's ticket that this node does not hold (never
 // issued, used, or expired and collected) with mailbox.ErrTicketInvalid,
 // after catching up once. A ticket that is held is redeemed through the
-// log, which refuses it if it expired or was used meanwhile.
+// log, which refuses it if it expired or was used meanwhile; so is one that
+// a follower that cannot catch up does not hold.
 func (s *Server) ticketHeld(ctx context.Context, ticket string) error {
 	h := mailbox.Hash(ticket)
 	_, err := s.store.TicketByHash(h)
-	if errors.Is(err, mailbox.ErrTicketInvalid) && s.caughtUpCtx(ctx) {
-		_, err = s.store.TicketByHash(h)
+	if errors.Is(err, mailbox.ErrTicketInvalid) {
+		again, final := s.afterMiss(ctx)
+		if !final {
+			return nil
+		}
+		if again {
+			_, err = s.store.TicketByHash(h)
+		}
 	}
 	if errors.Is(err, mailbox.ErrTicketInvalid) {
 		return s.authFailed(nil, err)

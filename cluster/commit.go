@@ -44,6 +44,9 @@ type entry struct {
 // On a follower, Publish forwards the items to the leader (forward.go) and
 // returns once this node has applied them too.
 func (n *Node) Publish(ctx context.Context, items []mailbox.PublishItem) ([]mailbox.PublishedItem, error) {
+	if err := n.diskCheck(mailbox.KindPublish); err != nil {
+		return nil, fmt.Errorf("cluster: publish: %w", err)
+	}
 	for range maxLeaderFlips {
 		out, _, err := n.publishLocal(ctx, items)
 		if !errors.Is(err, errNotHere) {
@@ -116,6 +119,9 @@ func (n *Node) Propose(ctx context.Context, cmd *mailbox.Command) (mailbox.Resul
 	if cmd == nil {
 		return mailbox.Result{}, errors.New("cluster: propose: nil command")
 	}
+	if err := n.diskCheck(cmd.Kind); err != nil {
+		return mailbox.Result{}, fmt.Errorf("cluster: propose %v: %w", cmd.Kind, err)
+	}
 	for range maxLeaderFlips {
 		res, _, err := n.proposeLocal(ctx, cmd)
 		if errors.Is(err, errNotHere) {
@@ -158,6 +164,13 @@ func (n *Node) enqueue(ctx context.Context, r *request) error {
 	}
 	if n.raft.State() != raft.Leader {
 		return errNotHere
+	}
+	kind := mailbox.KindPublish
+	if r.cmd != nil {
+		kind = r.cmd.Kind
+	}
+	if err := n.diskCheck(kind); err != nil {
+		return err // the leader's disk, also for writes forwarded to it
 	}
 	select {
 	case n.reqs <- r:

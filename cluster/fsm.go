@@ -77,6 +77,8 @@ type fsm struct {
 	index atomic.Uint64
 	// onApply, if set, is called after index moved (on the FSM goroutine).
 	onApply func(index uint64)
+	// disk pauses applying on a full disk (disk.go); empty: never.
+	disk diskHooks
 }
 
 var (
@@ -96,6 +98,9 @@ func newFSM(store *mailbox.Store, applied Applied) *fsm {
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if !f.waitDisk() {
+		return mailbox.Result{Err: ErrClosed} // closing on a full disk: applied at the next start
 	}
 	if len(l.Data) > 0 && l.Data[0] == metaEntry {
 		f.meta.apply(l.Index, l.Data[1:])
@@ -148,6 +153,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // snapshot's index; a bare store snapshot keeps the metadata.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if !f.waitDisk() {
+		return fmt.Errorf("cluster: restore snapshot: %w", ErrClosed)
+	}
 	api, r, err := readEnvelope(rc)
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/notifyhub/hub/diskguard"
 	"github.com/notifyhub/hub/mailbox"
 )
 
@@ -43,6 +44,7 @@ var wireErrors = map[string]error{
 	"last_voter":           ErrLastVoter,
 	"membership_busy":      ErrMembershipBusy,
 	"bad_member":           ErrBadMember,
+	"disk_full":            diskguard.ErrDiskFull,
 	"bad_secret":           ErrBadSecret,
 	"deadline":             context.DeadlineExceeded,
 	"canceled":             context.Canceled,

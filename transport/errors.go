@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/notifyhub/hub/cluster"
+	"github.com/notifyhub/hub/diskguard"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/mailbox"
 )
@@ -109,6 +110,7 @@ var errorTable = []wireError{
 	{cluster.ErrNoQuorum, http.StatusServiceUnavailable, "no_quorum", "no quorum to commit the write; retry", true},
 	{mailbox.ErrRestoring, http.StatusServiceUnavailable, "restoring", "a restore from a backup is under way; retry", true},
 	{cluster.ErrClosed, http.StatusServiceUnavailable, "unavailable", "the node is shutting down; retry", true},
+	{diskguard.ErrDiskFull, http.StatusInsufficientStorage, "disk_full", "the node's disk is nearly full; writes are refused until space is freed", true},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "the write timed out; retry", true},
 	{context.Canceled, http.StatusServiceUnavailable, "unavailable", "the request was cancelled; retry", true},
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/notifyhub/hub/diskguard"
 	"github.com/notifyhub/hub/hub"
 	"github.com/notifyhub/hub/hub/receipts"
 	"github.com/notifyhub/hub/mailbox"
@@ -271,6 +272,10 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !s.cluster.Ready() {
 		s.writeError(w, r, errNotReady)
+		return
+	}
+	if df, ok := s.cluster.(interface{ DiskFull() bool }); ok && df.DiskFull() {
+		s.writeError(w, r, fmt.Errorf("%w: %w", errNotReady, diskguard.ErrDiskFull))
 		return
 	}
 	writeRaw(w, http.StatusOK, []byte(`{"status":"ready"}`))

@@ -30,7 +30,8 @@ type config struct {
 	pollInactivity   time.Duration
 	sessionQueue     int
 	logLevel         slog.Level
-	showVersion      bool // --version: print the build and exit (main.go)
+	showVersion      bool   // --version: print the build and exit (main.go)
+	diskReserve      uint64 // free bytes below which writes are refused; 0: diskguard.DefaultReserve
 
 	receipts receiptFlags // receipts.go
 	limits   limitFlags   // limits.go
@@ -84,6 +85,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(durationValue{&c.pollInactivity}, "poll-inactivity", "a long-poll session with no request for this long ends")
 	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
+	parsed(sizeValue{&c.diskReserve}, "disk-reserve", "free space kept on the data filesystems: below it writes get 507 disk_full, below half of it applying pauses (units B, KB, MB, GB, KiB, MiB, GiB); 0 is 640MiB, what badger's files, raft's log and a compaction may still need")
 	c.receipts.define(parsed)
 	c.limits.define(parsed)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")

@@ -62,6 +62,11 @@ func main() {
 func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
+	disk, ok, err := openDiskGuard(ctx, cfg, log) // disk.go
+	if err != nil || !ok {
+		return err
+	}
+	defer disk.Close()
 	store, err := mailbox.Open(filepath.Join(cfg.dataDir, "state"), mailbox.Options{})
 	if err != nil {
 		return err
@@ -79,6 +84,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
+	node.SetDiskGuard(disk)
 	sessions.Start(node)
 	dispatcher.Start(node, node)
 	closeEngines := func() error { return errors.Join(node.Close(), store.Close()) }

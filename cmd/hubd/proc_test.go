@@ -54,6 +54,15 @@ var listenLine = regexp.MustCompile(`listening on (http://\S+)`)
 // replayed its log and elected itself.
 func startHubd(t *testing.T, dataDir string, args ...string) *proc {
 	t.Helper()
+	p, lines := launchHubd(t, dataDir, args...)
+	p.waitReady(lines)
+	return p
+}
+
+// launchHubd runs hubd on dataDir and returns at once, with the lines of its
+// stdout, which the caller must hand to waitReady (or drain).
+func launchHubd(t *testing.T, dataDir string, args ...string) (*proc, <-chan string) {
+	t.Helper()
 	args = append([]string{"--data", dataDir, "--listen", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, args...)
 	p := &proc{t: t, cmd: exec.Command(hubdBin, args...), exited: make(chan struct{})}
 	p.cmd.Stderr = &p.stderr
@@ -80,6 +89,14 @@ func startHubd(t *testing.T, dataDir string, args ...string) *proc {
 		}
 		<-p.exited
 	})
+	return p, lines
+}
+
+// waitReady reads p's stdout lines until hubd says it is ready, then keeps
+// draining them.
+func (p *proc) waitReady(lines <-chan string) {
+	t := p.t
+	t.Helper()
 	timeout := time.After(60 * time.Second) // failsafe only
 	for {
 		select {
@@ -98,7 +115,7 @@ func startHubd(t *testing.T, dataDir string, args ...string) *proc {
 					for range lines {
 					}
 				}()
-				return p
+				return
 			}
 		case <-timeout:
 			t.Fatalf("hubd not ready after 60s; stderr:\n%s", p.stderr.String())

@@ -219,3 +219,16 @@ func TestFullDiskRefusesWritesAndRecovers(t *testing.T) {
 	catchUp(p, "radio")
 	p.stop()
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{"0": 0, "1024": 1024, "64MiB": 64 << 20, "2 GiB": 2 << 30, "500mb": 500e6, "10KB": 10e3} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5GiB", "12 parsecs", "99999999999999999999GiB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

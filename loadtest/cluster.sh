@@ -34,6 +34,10 @@ OUT=${OUT:-$WORK/reports}
 mkdir -p "$OUT"
 go build -o "$WORK/" ./cmd/hubd ./cmd/hubctl ./cmd/hubload ./loadtest/failover
 ulimit -n 20000
+# hubload dials every device from 127.0.0.1: 5,000 WebSockets over three
+# nodes is more than the per-address defaults allow (docs/security.md). The
+# nodes hubctl dev-cluster and failover start inherit these.
+export HUB_MAX_CONNS_PER_ADDR=20000 HUB_WAITS_PER_ADDR=20000 HUB_WAITS_PER_USER=1000
 
 "$WORK/hubctl" dev-cluster --dir "$WORK/data" --port 18081 --admin-token bench >"$WORK/cluster.log" 2>&1 &
 PID=$!

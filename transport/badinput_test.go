@@ -10,6 +10,9 @@ import (
 	"github.com/notifyhub/hub/transport"
 )
 
+// badAdminToken is the admin token of the bad-input fixture.
+const badAdminToken = "bad-input-admin-token"
+
 // badFixture is a hub with two users (each a mailbox with one message), a
 // revoked mailbox of user a, and small limits so that limits are cheap to hit.
 type badFixture struct {
@@ -21,7 +24,7 @@ type badFixture struct {
 
 func newBadFixture(t *testing.T) *badFixture {
 	t.Helper()
-	h := startHub(t, transport.Config{OpenRegistration: true, PayloadLimit: 64, MaxTTL: time.Hour, MaxBatch: 3})
+	h := startHub(t, transport.Config{OpenRegistration: true, PayloadLimit: 64, MaxTTL: time.Hour, MaxBatch: 3, AdminToken: badAdminToken})
 	f := &badFixture{h: h, a: h.newAccount(t), b: h.newAccount(t)}
 	f.revokedToken = h.newMailbox(t, f.a.secret, "old").Token
 	h.expect(t, http.StatusNoContent, "DELETE", "/v1/push/"+f.revokedToken, nil, "")
@@ -236,5 +239,13 @@ func TestBadInputStrictJSON(t *testing.T) {
 	} {
 		cases = append(cases, badInput{c.name, "POST", c.path, j, c.body, 400, "bad_json", false})
 	}
+	// The operators' JSON endpoints too.
+	admin := jsonHeader(badAdminToken)
+	cases = append(cases,
+		badInput{"admin join id upper case", "POST", "/admin/v1/members", admin, `{"ID":"n2","raft_addr":"127.0.0.1:1"}`, 400, "bad_json", false},
+		badInput{"admin join id twice", "POST", "/admin/v1/members", admin, `{"id":"n2","id":"n3","raft_addr":"127.0.0.1:1"}`, 400, "bad_json", false},
+		badInput{"admin transfer id upper case", "POST", "/admin/v1/transfer-leadership", admin, `{"ID":"n2"}`, 400, "bad_json", false},
+		badInput{"admin transfer id twice", "POST", "/admin/v1/transfer-leadership", admin, `{"id":"a","id":"b"}`, 400, "bad_json", false},
+	)
 	runBadInputs(t, f.h, f.users, cases)
 }

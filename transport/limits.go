@@ -178,13 +178,15 @@ func (s *Server) acquireReceiptWait(r *http.Request, mailboxID string) (func(), 
 // connection), so a sender that trickles a byte at a time cannot stretch
 // it: its read fails and the request is answered 400 (or the connection
 // closed). A restore (admin, authenticated) uploads a whole backup and is
-// left unbounded. Requests without a body get no deadline: net/http's
+// left unbounded, and so is the same backup forwarded by a follower to the
+// leader (/internal/v1/restore, authenticated by the cluster secret; it was
+// cut off after BodyTimeout). Requests without a body get no deadline: net/http's
 // background read would cancel a long handler (an event stream, a backup
 // download) when it passed. The handler lifts the deadline once the body
 // is in (clearReadDeadline).
 func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 && r.Body != http.NoBody && r.URL.Path != "/admin/v1/restore" {
+		if r.ContentLength != 0 && r.Body != http.NoBody && !unboundedBody[r.URL.Path] {
 			d := s.limits.BodyTimeout
 			if r.URL.Path == "/v1/push" {
 				d = s.limits.BatchBodyTimeout
@@ -194,6 +196,10 @@ func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// unboundedBody are the paths whose bodies (backups) may take as long as
+// they take: their callers are authenticated before the body is read.
+var unboundedBody = map[string]bool{"/admin/v1/restore": true, "/internal/v1/restore": true}
 
 // clearReadDeadline lifts the read deadline once a request's body is in:
 // net/http reads the connection in the background to see the client go

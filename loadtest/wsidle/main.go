@@ -5,6 +5,10 @@
 //
 //	wsidle --url http://127.0.0.1:8080 --pid $(pgrep hubd) --conns 15000
 //
+// Every device dials from this host's one address, so hubd must allow that
+// many connections per address (hubd --max-conns-per-addr 20000; the
+// default is 1,000).
+//
 // Both readings are taken once the server has settled: the garbage of what
 // came before (registering the users, the connect storm) is the Go
 // runtime's to collect and return to the system, and an idle server runs a

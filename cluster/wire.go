@@ -34,6 +34,7 @@ var wireErrors = map[string]error{
 	"ttl_too_large":        mailbox.ErrTTLTooLarge,
 	"change_too_large":     mailbox.ErrChangeTooLarge,
 	"restoring":            mailbox.ErrRestoring,
+	"quota_exceeded":       mailbox.ErrQuotaExceeded,
 	"bad_command":          mailbox.ErrBadCommand,
 	"bad_snapshot":         mailbox.ErrBadSnapshot,
 	"not_leader":           ErrNotLeader,

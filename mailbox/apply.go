@@ -2,9 +2,11 @@ package mailbox
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -200,6 +202,15 @@ func (a *applier) createMailbox(c *CreateMailbox) (Result, error) {
 			return Result{}, err
 		}
 	}
+	if c.MaxMailboxes > 0 {
+		live, err := a.liveMailboxes(c.UserID, c.MaxMailboxes)
+		if err != nil {
+			return Result{}, err
+		}
+		if live >= c.MaxMailboxes {
+			return refuse(ErrQuotaExceeded, "create mailbox for user %s (%d live, quota %d)", c.UserID, live, c.MaxMailboxes), nil
+		}
+	}
 	mb := Mailbox{
 		ID: c.MailboxID, UserID: c.UserID, Label: c.Label, TokenHash: c.TokenHash,
 		ReceiptURL: c.ReceiptURL, ReceiptSecret: c.ReceiptSecret, CreatedAt: a.at,
@@ -252,14 +263,48 @@ func (a *applier) revokeMailbox(c *RevokeMailbox) (Result, error) {
 	return Result{Mailbox: mb}, nil
 }
 
-// markRevoked records that mb is revoked now, in the store and in the
+// markRevoked records that mb is revoked now, in the store, in the user's
+// index (so that counting live mailboxes reads no revoked one) and in the
 // receipt log this apply may already hold for it (finish reads it there).
 func (a *applier) markRevoked(mb *Mailbox) error {
 	mb.RevokedAt = a.at
 	if l := a.logs[mb.ID]; l != nil {
 		l.mb = *mb
 	}
+	if err := a.txn.Set(userMailboxKey(mb.UserID, mb.ID), revokedIndexValue); err != nil {
+		return err
+	}
 	return setJSON(a.txn, mailboxKey(mb.ID), mb)
+}
+
+// revokedIndexValue marks a revoked mailbox in its user's index (B/); a
+// live one's entry is empty.
+var revokedIndexValue = []byte{'r'}
+
+// liveMailboxes counts the user's mailboxes that are not revoked, up to
+// limit. Entries of the user's index marked revoked are passed over without
+// a read; an unmarked entry (a live mailbox, or one revoked by an older
+// version) is read.
+func (a *applier) liveMailboxes(userID string, limit int) (int, error) {
+	prefix := userMailboxPrefix(userID)
+	var unmarked []string
+	it := a.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid() && len(unmarked) < limit; it.Next() {
+		if it.Item().ValueSize() == 0 {
+			unmarked = append(unmarked, string(it.Item().Key()[len(prefix):]))
+		}
+	}
+	it.Close()
+	live := 0
+	for _, id := range unmarked {
+		var mb Mailbox
+		if ok, err := found(getJSON(a.txn, mailboxKey(id), &mb)); err != nil {
+			return 0, err
+		} else if ok && !mb.Revoked() {
+			live++
+		}
+	}
+	return live, nil
 }
 
 // findMailbox resolves a RevokeMailbox's target: by id, or by token hash.
@@ -517,6 +562,11 @@ func (a *applier) touchDevice(c *TouchDevice) (Result, error) {
 	if err != nil || refusal != nil {
 		return Result{Err: refusal}, err
 	}
+	if c.MaxDevices > 0 {
+		if refusal, err := a.makeRoom(c.UserID, c.DeviceID, c.MaxDevices); err != nil || refusal != nil {
+			return Result{Err: refusal}, err
+		}
+	}
 	dev.LastSeen = a.at
 	if err := a.advance(&dev, min(c.From, u.LastSeq)); err != nil {
 		return Result{}, err
@@ -540,6 +590,38 @@ func (a *applier) deleteDevice(c *DeleteDevice) (Result, error) {
 	a.emit(Event{Kind: EventDeviceDeleted, UserID: dev.UserID, Device: dev.ID})
 	// Without this device, the others may have acked everything that is left.
 	return Result{Device: &dev}, a.trim(dev.UserID)
+}
+
+// makeRoom makes room for a device under the user's quota of max, if it is
+// new: while the user has max devices or more, the one seen longest ago goes
+// if it is out of the retention window (it holds nothing back any more); if
+// it is not, the new device is refused.
+func (a *applier) makeRoom(userID, newDevice string, max int) (refusal, err error) {
+	devs, err := a.devices(userID)
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(devs, func(d Device) bool { return d.ID == newDevice }) {
+		return nil, nil
+	}
+	for len(devs) >= max {
+		oldest := slices.MinFunc(devs, func(x, y Device) int {
+			if x.LastSeen != y.LastSeen {
+				return cmp.Compare(x.LastSeen, y.LastSeen)
+			}
+			return strings.Compare(x.ID, y.ID)
+		})
+		if oldest.LastSeen >= a.at-int64(a.policy.DeviceRetention) {
+			return fmt.Errorf("device %s of user %s (%d devices, quota %d): %w", newDevice, userID, len(devs), max, ErrQuotaExceeded), nil
+		}
+		if err := a.txn.Delete(deviceKey(userID, oldest.ID)); err != nil {
+			return nil, err
+		}
+		devs = slices.DeleteFunc(slices.Clone(devs), func(d Device) bool { return d.ID == oldest.ID })
+		a.devs[userID] = devs
+		a.emit(Event{Kind: EventDeviceDeleted, UserID: userID, Device: oldest.ID})
+	}
+	return nil, nil
 }
 
 // device loads a user and one of its devices. With create, an unknown device

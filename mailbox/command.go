@@ -118,6 +118,10 @@ type CreateMailbox struct {
 	TokenHash     []byte `json:"token_hash"`
 	ReceiptURL    string `json:"receipt_url,omitempty"`
 	ReceiptSecret string `json:"receipt_secret"`
+	// MaxMailboxes is the user's quota of live (not revoked) mailboxes,
+	// put in the command by the proposer so that every node applies the
+	// same one; 0 means none.
+	MaxMailboxes int `json:"max_mailboxes,omitempty"`
 }
 
 // RevokeMailbox revokes a mailbox's token, by mailbox id (a user acting) or by
@@ -166,10 +170,15 @@ type Acks struct {
 
 // TouchDevice records that a device connected, creating it on first sight
 // with its cursor at From (or at the current cursor if the device is known).
+// MaxDevices is the user's quota of devices (0: none): a new device beyond
+// it takes the place of the device seen longest ago if that one is out of
+// the retention window (DeviceDeleted), and is refused ErrQuotaExceeded if
+// not.
 type TouchDevice struct {
-	UserID   string `json:"user_id"`
-	DeviceID string `json:"device_id"`
-	From     Seq    `json:"from"`
+	UserID     string `json:"user_id"`
+	DeviceID   string `json:"device_id"`
+	From       Seq    `json:"from"`
+	MaxDevices int    `json:"max_devices,omitempty"`
 }
 
 // DeleteDevice forgets a device; it no longer holds messages back.

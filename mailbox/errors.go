@@ -39,6 +39,9 @@ var (
 	// a user with a very long stream. It is refused whole, on every node
 	// alike, rather than stopping the node on an entry it can never apply.
 	ErrChangeTooLarge = errors.New("change too large to apply in one step")
+	// ErrQuotaExceeded: the user has as many mailboxes or devices as its
+	// quota allows.
+	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrRestoring: a restore is under way (Seal): publishing waits for it.
 	ErrRestoring = errors.New("a restore is under way")
 )

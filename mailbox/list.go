@@ -1,10 +1,13 @@
 package mailbox
 
 import (
+	"bytes"
+	"fmt"
+
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Listings for operators. Each is a page in key order that starts after a
+// Listings for operators and users. Each is a page in key order that starts after a
 // given id, read in one read-only transaction, so a page is consistent but
 // pages are not with each other.
 
@@ -61,4 +64,48 @@ func pageJSON(txn *badger.Txn, prefix []byte, after string, limit int, fn func(v
 		n++
 	}
 	return nil
+}
+
+// UserMailboxes returns up to limit of the user's mailboxes (at least 1, at
+// most 1000) with an id greater than after, by id; revoked ones included.
+func (s *Store) UserMailboxes(userID, after string, limit int) ([]Mailbox, error) {
+	limit = min(max(limit, 1), 1000)
+	var out []Mailbox
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := userMailboxPrefix(userID)
+		var ids []string
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		for it.Seek(append(bytes.Clone(prefix), after...)); it.Valid() && len(ids) < limit; it.Next() {
+			if id := string(it.Item().Key()[len(prefix):]); id > after {
+				ids = append(ids, id)
+			}
+		}
+		it.Close()
+		for _, id := range ids {
+			var mb Mailbox
+			if err := getJSON(txn, mailboxKey(id), &mb); err != nil {
+				return fmt.Errorf("mailbox %s of user %s: %w", id, userID, err)
+			}
+			out = append(out, mb)
+		}
+		return nil
+	})
+	return out, s.readErr(err, nil)
+}
+
+// UserDevices returns up to limit of the user's devices (at least 1, at
+// most 1000) with an id greater than after, by id.
+func (s *Store) UserDevices(userID, after string, limit int) ([]Device, error) {
+	var out []Device
+	err := s.db.View(func(txn *badger.Txn) error {
+		return pageJSON(txn, devicePrefix(userID), after, limit, func(v []byte) error {
+			var d Device
+			if err := unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, s.readErr(err, nil)
 }

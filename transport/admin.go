@@ -6,9 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -358,21 +356,12 @@ func (s *Server) handleAdminMailboxes(w http.ResponseWriter, r *http.Request, _ 
 	more := false
 	if user := r.URL.Query().Get("user"); user != "" {
 		if _, err = s.store.User(user); err == nil {
-			mbs, err = s.store.Mailboxes(user) // by id
+			mbs, err = s.store.UserMailboxes(user, after, limit) // by id
 		}
 		if errors.Is(err, mailbox.ErrUserUnknown) {
 			err = withDetail(errNotFound, "no such user")
 		}
-		// One user's mailboxes are few and read whole: the page is cut
-		// from them, the same way as the listing of all.
-		i, _ := slices.BinarySearchFunc(mbs, after, func(mb mailbox.Mailbox, id string) int { return strings.Compare(mb.ID, id) })
-		if i < len(mbs) && mbs[i].ID == after {
-			i++
-		}
-		mbs = mbs[i:]
-		if len(mbs) > limit {
-			mbs, more = mbs[:limit], true
-		}
+		more = len(mbs) == limit
 	} else {
 		mbs, err = s.store.AllMailboxes(after, limit)
 		more = len(mbs) == limit

@@ -90,7 +90,7 @@ func (s *Server) attach(ctx context.Context, h hello, wake func()) (*hub.Session
 	}
 	res, err = s.cluster.Propose(ctx, &mailbox.Command{
 		Kind:        mailbox.KindTouchDevice,
-		TouchDevice: &mailbox.TouchDevice{UserID: userID, DeviceID: h.Device, From: ack},
+		TouchDevice: &mailbox.TouchDevice{UserID: userID, DeviceID: h.Device, From: ack, MaxDevices: s.maxDevices()},
 	})
 	if err != nil {
 		return nil, welcome{}, err
@@ -189,6 +189,7 @@ var (
 	reasonDeviceDeleted = endReason{"device_deleted", 4404, "the device was deleted"}
 	reasonTooSlow       = endReason{"too_slow", 4408, "the device did not keep up; reconnect and resume"}
 	reasonRestored      = endReason{"restored", 4409, "the hub's state was restored from a backup; reconnect and resume"}
+	reasonQuota         = endReason{"quota_exceeded", 4413, "the user has as many devices as its quota allows"}
 	reasonPingTimeout   = endReason{"ping_timeout", 4410, "nothing heard from the device"}
 	reasonUnavailable   = endReason{"unavailable", 4503, "the node cannot serve this now; retry"}
 	reasonGoingAway     = endReason{"going_away", websocket.StatusGoingAway, "the node is shutting down"}
@@ -202,6 +203,8 @@ func reasonOf(err error) endReason {
 		return reasonTooSlow
 	case errors.Is(err, hub.ErrRestored):
 		return reasonRestored
+	case errors.Is(err, mailbox.ErrQuotaExceeded):
+		return reasonQuota
 	case errors.Is(err, hub.ErrUserDeleted), errors.Is(err, mailbox.ErrUserUnknown):
 		return reasonUserRevoked
 	case errors.Is(err, hub.ErrDeviceDeleted):

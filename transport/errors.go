@@ -33,6 +33,7 @@ var (
 	errNotFound          = errors.New("not found")
 	errMethodNotAllowed  = errors.New("method not allowed")
 	errNotReady          = errors.New("not ready")
+	errBadPage           = errors.New("bad page")
 )
 
 // wireError is one row of the error table: what a client sees for a sentinel.
@@ -70,12 +71,14 @@ var errorTable = []wireError{
 	{errBadCursor, http.StatusBadRequest, "bad_cursor", "cursor must be a receipt seq (a whole number)", false},
 	{errBadBatch, http.StatusBadRequest, "bad_request", "the batch item is malformed", false},
 	{errBatchTooLarge, http.StatusRequestEntityTooLarge, "batch_too_large", "too many messages in one batch", false},
+	{errBadPage, http.StatusBadRequest, "bad_page", "limit must be 1 to 1000, and after a next value of a previous page", false},
 	{mailbox.ErrInvalid, http.StatusBadRequest, "bad_request", "the request is malformed", false},
 
 	// Who is asking.
 	{errUnauthorized, http.StatusUnauthorized, "unauthorized", "missing or wrong credentials", false},
 	{mailbox.ErrUserUnknown, http.StatusUnauthorized, "unauthorized", "missing or wrong credentials", false},
 	{errRegistrationShut, http.StatusForbidden, "registration_closed", "registration needs the admin token", false},
+	{mailbox.ErrQuotaExceeded, http.StatusForbidden, "quota_exceeded", "the user holds as many mailboxes or devices as its quota allows", false},
 
 	// What they ask about.
 	{errNotFound, http.StatusNotFound, "not_found", "not found", false},

@@ -39,6 +39,7 @@ type mailboxJSON struct {
 
 type mailboxesResponse struct {
 	Mailboxes []mailboxJSON `json:"mailboxes"`
+	Next      string        `json:"next,omitempty"` // pass as after for the next page; absent on the last
 }
 
 func toMailboxJSON(mb mailbox.Mailbox) mailboxJSON {
@@ -113,6 +114,7 @@ func (s *Server) handleCreateMailbox(w http.ResponseWriter, r *http.Request) {
 			TokenHash:     mailbox.Hash(token),
 			ReceiptURL:    req.ReceiptURL,
 			ReceiptSecret: receiptSecret,
+			MaxMailboxes:  s.maxMailboxes(),
 		},
 	})
 	if err != nil {
@@ -136,14 +138,19 @@ func (s *Server) handleCreateMailbox(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// GET /v1/mailboxes
+// GET /v1/mailboxes?limit=&after=: a page of the user's mailboxes, by id.
 func (s *Server) handleListMailboxes(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authUser(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	mbs, err := s.store.Mailboxes(u.ID)
+	after, limit, err := userPage(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	mbs, err := s.store.UserMailboxes(u.ID, after, limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -151,6 +158,9 @@ func (s *Server) handleListMailboxes(w http.ResponseWriter, r *http.Request) {
 	out := mailboxesResponse{Mailboxes: make([]mailboxJSON, 0, len(mbs))}
 	for _, mb := range mbs {
 		out.Mailboxes = append(out.Mailboxes, toMailboxJSON(mb))
+	}
+	if len(mbs) == limit {
+		out.Next = mbs[len(mbs)-1].ID
 	}
 	s.writeJSON(w, r, http.StatusOK, out)
 }

@@ -39,6 +39,8 @@ type Config struct {
 	Receipts ReceiptFeed
 	// Limits bounds what one client may hold (limits.go).
 	Limits Limits
+	// Quotas bounds what one user may hold (quotas.go).
+	Quotas Quotas
 }
 
 // The defaults of Config.

@@ -105,16 +105,22 @@ type deviceJSON struct {
 
 type devicesResponse struct {
 	Devices []deviceJSON `json:"devices"`
+	Next    string       `json:"next,omitempty"` // pass as after for the next page; absent on the last
 }
 
-// GET /v1/devices
+// GET /v1/devices?limit=&after=: a page of the user's devices, by id.
 func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authUser(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	devs, err := s.store.Devices(u.ID)
+	after, limit, err := userPage(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	devs, err := s.store.UserDevices(u.ID, after, limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -127,6 +133,9 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
 			LastSeen:  wireTime(d.LastSeen),
 			CreatedAt: wireTime(d.Created),
 		})
+	}
+	if len(devs) == limit {
+		out.Next = devs[len(devs)-1].ID
 	}
 	s.writeJSON(w, r, http.StatusOK, out)
 }

@@ -22,12 +22,10 @@ func TestDeleteUserWithManyMailboxes(t *testing.T) {
 	// An 8 MiB memtable: one command holds about 1.2 MiB.
 	h := startHubWith(t, openConfig(), hub.Config{}, clustertest.WithMemTableSize(8<<20))
 	userID, secret := h.register(t)
-	url := "https://receipts.example.com/" + strings.Repeat("r", 400)
-	const n = 4000
+	url := "https://receipts.example.com/" + strings.Repeat("r", 2000)
+	const n = 1500 // 3 MB of mailboxes
 	toks := make([]string, n)
 	mbs := make([]string, n)
-	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := range 32 { // concurrent proposals share raft entries
@@ -36,10 +34,12 @@ func TestDeleteUserWithManyMailboxes(t *testing.T) {
 			defer wg.Done()
 			for i := w; i < n; i += 32 {
 				mbs[i], toks[i] = mailbox.NewID(), mailbox.NewToken()
+				ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
 				_, err := h.node.Propose(ctx, &mailbox.Command{Kind: mailbox.KindCreateMailbox, CreateMailbox: &mailbox.CreateMailbox{
 					MailboxID: mbs[i], UserID: userID, Label: "app", TokenHash: mailbox.Hash(toks[i]),
 					ReceiptURL: url, ReceiptSecret: mailbox.NewToken(),
 				}})
+				cancel()
 				if err != nil {
 					errs <- err
 					return
@@ -74,6 +74,8 @@ func TestDeleteUserWithManyMailboxes(t *testing.T) {
 	}
 
 	// The expiry loop's steps (proposed here, as the loop would).
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
 	for step := 0; ; step++ {
 		if step == 1000 {
 			t.Fatal("still draining after 1000 steps")

@@ -35,6 +35,7 @@ type config struct {
 
 	receipts receiptFlags // receipts.go
 	limits   limitFlags   // limits.go
+	quotas   quotaFlags   // quotas.go
 }
 
 // parseConfig reads flags, each defaulting to its HUB_* environment variable,
@@ -88,6 +89,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(sizeValue{&c.diskReserve}, "disk-reserve", "free space kept on the data filesystems: below it writes get 507 disk_full, below half of it applying pauses (units B, KB, MB, GB, KiB, MiB, GiB); 0 is 640MiB, what badger's files, raft's log and a compaction may still need")
 	c.receipts.define(parsed)
 	c.limits.define(parsed)
+	c.quotas.define(parsed)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")
 
 	if err := fs.Parse(args); err != nil {
@@ -103,6 +105,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("--join needs --cluster-secret")
 	}
 	if err := c.limits.check(); err != nil {
+		return c, err
+	}
+	if err := c.quotas.check(); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {

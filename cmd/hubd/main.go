@@ -102,6 +102,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		ReceiptURLs:      cfg.receipts.policy(),
 		Receipts:         dispatcher,
 		Limits:           cfg.limits.limits,
+		Quotas:           cfg.quotas.quotas,
 	}, store, node, sessions)
 	for _, c := range receiptMetrics(dispatcher) {
 		if err := api.Register(c); err != nil {

@@ -34,8 +34,8 @@
   // Close codes (WebSocket) and error codes (poll, SSE) after which
   // reconnecting cannot help: the user or the device is gone, or the client
   // is broken. Everything else reconnects with backoff.
-  var FATAL_CODES = { 4400: 'protocol_error', 4403: 'user_revoked', 4404: 'device_deleted', 1009: 'frame_too_large' };
-  var FATAL_REASONS = { protocol_error: 1, user_revoked: 1, device_deleted: 1, frame_too_large: 1, bad_request: 1 };
+  var FATAL_CODES = { 4400: 'protocol_error', 4403: 'user_revoked', 4404: 'device_deleted', 4413: 'quota_exceeded', 1009: 'frame_too_large' };
+  var FATAL_REASONS = { protocol_error: 1, user_revoked: 1, device_deleted: 1, quota_exceeded: 1, frame_too_large: 1, bad_request: 1 };
 
   var DEFAULTS = {
     url: '',                         // the hub's base URL; '' means the origin hub.js came from

@@ -232,7 +232,7 @@ func (n *Node) commitLoop() {
 			cmd = &mailbox.Command{Kind: mailbox.KindPublish, Publish: &mailbox.Publish{Items: batchItems(e)}}
 		}
 		cmd.At = time.Now().UnixNano()
-		data, err := cmd.Encode()
+		data, err := encodeChecked(cmd)
 		if err != nil {
 			e.future = errFuture{err}
 		} else {
@@ -240,6 +240,24 @@ func (n *Node) commitLoop() {
 		}
 		n.toWaiter <- e // never blocks: the slot we hold guarantees room
 	}
+}
+
+// encodeChecked encodes cmd for the log and decodes it back: the leader
+// never appends an entry that every node's FSM would refuse to decode (and
+// stop at, see fsm.go). A command that fails is refused here, with
+// mailbox.ErrBadCommand, and nothing is proposed.
+func encodeChecked(cmd *mailbox.Command) ([]byte, error) {
+	data, err := cmd.Encode()
+	if err == nil {
+		_, err = mailbox.DecodeCommand(data)
+	}
+	if err != nil {
+		if !errors.Is(err, mailbox.ErrBadCommand) {
+			err = fmt.Errorf("%w: %w", mailbox.ErrBadCommand, err)
+		}
+		return nil, fmt.Errorf("cluster: refused to propose %v: %w", cmd.Kind, err)
+	}
+	return data, nil
 }
 
 // gather adds queued publish requests to e without blocking, while they fit.

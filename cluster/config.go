@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 )
 
@@ -42,11 +43,24 @@ type Config struct {
 	// snapshot; default 10240.
 	TrailingLogs uint64
 
-	// Secret authenticates the nodes of a cluster to each other: joins,
-	// forwarded writes and status calls between nodes carry it. Every node of
-	// a cluster has the same one. Empty refuses every call between nodes,
-	// which is right for a single node.
+	// Secret authenticates the nodes of a cluster to each other: every
+	// node-to-node connection (raft and the internal HTTP, all on RaftAddr)
+	// proves it inside its TLS session, and the secret itself never travels
+	// (see "Node-to-node traffic" in doc.go). Every node of a cluster has the
+	// same one; make it long and random (32 random bytes, hex).
 	Secret string
+	// TLSCAFile, TLSCertFile and TLSKeyFile (PEM files, all three or none)
+	// turn on mutual TLS between nodes: each node presents its certificate
+	// and accepts only peers whose certificate the CA signed. With Secret as
+	// well, both are required. With neither, the node refuses every
+	// node-to-node connection, which is right for a single node only: Open
+	// refuses a raft configuration with other servers.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	// WrapInternal, if set, wraps the handler of the internal HTTP (the
+	// calls between nodes), for tests that watch those calls.
+	WrapInternal func(http.Handler) http.Handler
 	// ForwardTimeout bounds a write that a follower forwards to the leader,
 	// including the wait for a leader to be elected and for the follower to
 	// apply the write; past it the write fails with ErrNoQuorum. Default 10s.

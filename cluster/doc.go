@@ -2,16 +2,20 @@
 // [mailbox.Store] to hashicorp/raft, proposes commands on the leader, and
 // batches publishes into shared log entries (group commit).
 //
-// A [Node] owns its raft instance, the raft TCP transport, the raft log and
-// stable store (raft-boltdb in Dir/raft.db) and the snapshot store
-// (Dir/snapshots, two retained). It does not own the mailbox.Store: the caller
-// opens it before Open and closes it after Close.
+// A [Node] owns its raft instance, the authenticated node-to-node transport
+// (nodenet.go) with raft's NetworkTransport and the internal HTTP server on
+// it, the raft log and stable store (raft-boltdb in Dir/raft.db) and the
+// snapshot store (Dir/snapshots, two retained). It does not own the
+// mailbox.Store: the caller opens it before Open and closes it after Close.
 //
 // Every change of state goes through the raft log, on a single node too: one
 // path, one set of tests. The leader stamps Command.At when it builds a log
 // entry; applying never reads a clock, so every node that applies the log ends
-// with the same state. The FSM (fsm.go) is the only raft.FSM of the hub. It
-// panics on an entry it cannot decode or a storage error, as Consul's does: a
+// with the same state. The FSM (fsm.go) is the only raft.FSM of the hub. The
+// leader decodes every entry it builds before it appends it (encodeChecked),
+// so it never appends one the FSM cannot decode; a node that still meets an
+// entry it cannot decode or apply (a storage error) stops the process with a
+// message naming the entry and what to do (EntryError), as Consul panics: a
 // node must stop rather than diverge quietly.
 //
 // # A cluster of nodes
@@ -25,11 +29,41 @@
 // (meta.go), which is how a follower finds the leader's API.
 //
 // Writes that reach a follower are forwarded to the leader over the
-// cluster's internal HTTP (forward.go, internal.go), authenticated with
-// Config.Secret, as the very bytes the leader will log; the follower answers
+// cluster's internal HTTP (forward.go, internal.go), at the leader's raft
+// address, as the very bytes the leader will log; the follower answers
 // once it has applied the leader's index, so its caller reads its own write
 // from it. Every node applies the whole log into its own store and tells its
 // own Applied (hub); no node relays messages to another for delivery.
+//
+// # Node-to-node traffic
+//
+// Every node-to-node byte goes through one listener, the raft address
+// (nodeNet, nodenet.go): TLS 1.3, then the dialer's hello (a version, the
+// stream it wants: raft or internal HTTP, and its proof of the cluster
+// secret) and the listener's answer (its own proof). A proof is
+// HMAC-SHA256(secret, role || TLS exporter): bound to the session, so a
+// relay that terminates TLS on both sides holds two sessions and cannot
+// pass a proof from one into the other; the roles keep the two proofs
+// apart. The listener proves second, so a stranger learns nothing. Raft
+// reads the raft streams (nodeNet is its raft.StreamLayer); the internal
+// HTTP server serves the HTTP streams, and the internal HTTP client dials
+// peers' raft addresses through the same handshake. With TLS files
+// (Config.TLSCAFile...), both sides also present certificates the cluster
+// CA signed (mutual TLS); without them each node makes a self-signed
+// certificate at Open, which only keys the session.
+//
+// One listener rather than a second authenticated port: one address to
+// open in a firewall, the nodes already know each other's raft addresses
+// (raft's configuration, not the replicated API addresses, which a forged
+// entry could once point elsewhere), the cluster secret never travels, and
+// a flood of the public HTTP port cannot starve node-to-node traffic. The
+// cost is a byte naming the stream on each connection.
+//
+// A node without credentials refuses every node-to-node connection, and
+// Open refuses one whose raft configuration has other servers. Handshakes
+// have a deadline (handshakeTimeout) and are capped in number, in all and
+// per remote host; refused connections are counted (Stats.RefusedConns)
+// and logged once per remote host with a count.
 //
 // Backup and Restore (backup.go) copy the store's consistent snapshot out,
 // and put one back into the whole cluster through raft.

@@ -40,8 +40,9 @@ var (
 	ErrMembershipBusy = errors.New("the membership is changing; retry")
 	// ErrBadMember: a join's id, raft address or API address is malformed.
 	ErrBadMember = errors.New("bad member id or address")
-	// ErrBadSecret: a call between nodes bore no cluster secret or the wrong
-	// one, or this node has none. Nothing changed.
+	// ErrBadSecret: a node-to-node connection did not authenticate (a wrong
+	// cluster secret, a certificate the cluster CA did not sign, a relay in
+	// between), or this node has no credentials. Nothing changed.
 	ErrBadSecret = errors.New("wrong or missing cluster secret")
 )
 

@@ -3,14 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/notifyhub/hub/mailbox"
@@ -133,28 +131,25 @@ func (n *Node) callLeader(ctx context.Context, path string, body []byte, out any
 	}
 }
 
-// leaderAPI returns the API address of the leader, waiting up to
-// Config.LeaderWait for one to be known.
+// leaderAPI returns the base URL of the leader's internal HTTP, which is
+// served on its raft address (over nodeNet), waiting up to Config.LeaderWait
+// for a leader to be known. The replicated API addresses play no part: they
+// cannot redirect node-to-node traffic.
 func (n *Node) leaderAPI(ctx context.Context) (string, error) {
 	wait := time.NewTimer(n.cfg.LeaderWait)
 	defer wait.Stop()
 	for {
 		ch := n.changed.wait()
-		_, id := n.raft.LeaderWithID()
+		addr, id := n.raft.LeaderWithID()
 		switch {
 		case string(id) == n.cfg.NodeID:
 			return "", errLeaderHere
-		case id != "":
-			if api := n.fsm.meta.get(string(id)); api != "" {
-				return api, nil
-			}
+		case addr != "":
+			return internalURL(string(addr)), nil
 		}
 		select {
 		case <-ch:
 		case <-wait.C:
-			if id != "" {
-				return "", fmt.Errorf("%w: the address of leader %s is not known yet", ErrNoQuorum, id)
-			}
 			return "", fmt.Errorf("%w: no leader known", ErrNoQuorum)
 		case <-ctx.Done():
 			return "", ctxErr(ctx)
@@ -163,6 +158,11 @@ func (n *Node) leaderAPI(ctx context.Context) (string, error) {
 		}
 	}
 }
+
+// internalURL is the base URL of the internal HTTP of the node at raftAddr:
+// plain http in the URL, since the client's dialer (nodeNet) authenticates
+// and encrypts the stream.
+func internalURL(raftAddr string) string { return "http://" + raftAddr }
 
 // post makes one call to another node. A failure to dial and an answer that
 // the peer is not the leader are errRetry; an error answer is the peer's
@@ -176,9 +176,9 @@ func (n *Node) post(ctx context.Context, url string, body io.Reader, out any) er
 	return n.do(req, out)
 }
 
-// authorizeRequest makes req a call between nodes.
+// authorizeRequest marks req as forwarded by this node. The stream itself
+// is what authenticates it (nodeNet): no secret travels.
 func (n *Node) authorizeRequest(req *http.Request) {
-	req.Header.Set("Authorization", "Bearer "+n.cfg.Secret)
 	req.Header.Set(hdrForwardedBy, n.cfg.NodeID)
 }
 
@@ -188,6 +188,9 @@ func (n *Node) do(req *http.Request, out any) error {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctxErr(ctx)
+		}
+		if errors.Is(err, ErrBadSecret) {
+			return fmt.Errorf("call %s: %w", req.URL.Host, ErrBadSecret) // the cause is in nodeNet's log and err
 		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
@@ -248,25 +251,13 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// Authorized reports whether r is a call from another node of this cluster:
-// it bears the cluster secret. With no secret configured, nothing is.
-func (n *Node) Authorized(r *http.Request) bool {
-	if n.cfg.Secret == "" {
-		return false
-	}
-	h := r.Header.Get("Authorization")
-	const prefix = "bearer "
-	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), []byte(n.cfg.Secret)) == 1
-}
-
-// CallPeer makes a call to another node's HTTP API at apiAddr (a base URL)
-// with the cluster secret, and decodes a 200 answer's JSON into out. Other
-// answers are errors. The transport uses it to ask peers for their status.
-func (n *Node) CallPeer(ctx context.Context, method, apiAddr, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(apiAddr, "/")+path, nil)
+// CallPeer makes a call to the internal HTTP of the node at raftAddr (its
+// raft address, as Members lists it), over the authenticated node-to-node
+// transport, and decodes a 200 answer's JSON into out. Other answers are
+// errors. The transport uses it to ask peers for their status.
+func (n *Node) CallPeer(ctx context.Context, method, raftAddr, path string, out any) error {
+	apiAddr := raftAddr
+	req, err := http.NewRequestWithContext(ctx, method, internalURL(raftAddr)+path, nil)
 	if err != nil {
 		return err
 	}
@@ -281,35 +272,37 @@ func (n *Node) CallPeer(ctx context.Context, method, apiAddr, path string, out a
 		// Why the node is down ("connect: connection refused"), not that a
 		// forward may be retried.
 		err = fmt.Errorf("cluster: %s is unreachable: %w", apiAddr, op.Err)
+	case errors.Is(err, ErrBadSecret):
+		err = fmt.Errorf("cluster: %s did not authenticate: %w", apiAddr, err)
 	}
 	return err
 }
 
-// JoinVia asks the cluster that the node at seed (the base URL of any
-// member's HTTP API) belongs to, to add the node req describes as a voter,
-// with the cluster secret. It tries again while the seed cannot be reached,
-// has no leader or is busy with another membership change, until ctx ends;
-// a refusal (wrong secret, an id or
-// address taken) ends it at once. hubd --join calls it on a node's first
-// start.
-func JoinVia(ctx context.Context, seed, secret string, req JoinRequest) error {
+// JoinVia asks the cluster that the node at seed (any member's raft
+// address, host:port) belongs to, to add the node req describes (normally
+// this one) as a voter. The call goes over the authenticated node-to-node
+// transport, so this node needs the cluster's credentials. It tries again
+// while the seed cannot be reached, has no leader or is busy with another
+// membership change, until ctx ends; a refusal (credentials not accepted,
+// an id or address taken) ends it at once. hubd --join calls it on a node's
+// first start.
+func (n *Node) JoinVia(ctx context.Context, seed string, req JoinRequest) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	n := &Node{cfg: Config{Secret: secret, NodeID: req.ID}, client: newClient()}
-	defer n.client.CloseIdleConnections()
-	url := strings.TrimSuffix(seed, "/") + "/internal/v1/join"
+	url := internalURL(seed) + "/internal/v1/join"
 	for {
 		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
-		hreq.Header.Set("Authorization", "Bearer "+secret)
 		err = n.do(hreq, nil)
 		switch {
 		case err == nil:
 			return nil
+		case errors.Is(err, ErrBadSecret):
+			return fmt.Errorf("cluster: join %s via %s: %w", req.ID, seed, err)
 		case errors.Is(err, errRetry), errors.Is(err, ErrNoQuorum), errors.Is(err, ErrNotLeader), errors.Is(err, ErrMembershipBusy):
 		default:
 			return fmt.Errorf("cluster: join %s via %s: %w", req.ID, seed, err)
@@ -318,14 +311,18 @@ func JoinVia(ctx context.Context, seed, secret string, req JoinRequest) error {
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: join %s via %s: %w (last: %v)", req.ID, seed, ctx.Err(), err)
+		case <-n.closing:
+			return fmt.Errorf("cluster: join %s via %s: %w", req.ID, seed, ErrClosed)
 		}
 	}
 }
 
-func newClient() *http.Client {
+// newClient makes the internal HTTP client: every connection is a stream
+// of nn to a peer's raft address.
+func newClient(nn *nodeNet) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil, // calls between nodes never go through a proxy
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         nn.dialHTTP,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     90 * time.Second,

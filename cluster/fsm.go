@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -79,6 +80,8 @@ type fsm struct {
 	onApply func(index uint64)
 	// disk pauses applying on a full disk (disk.go); empty: never.
 	disk diskHooks
+	// fatal stops the node on an entry it cannot apply; it does not return.
+	fatal func(error)
 }
 
 var (
@@ -87,39 +90,77 @@ var (
 )
 
 func newFSM(store *mailbox.Store, applied Applied) *fsm {
-	f := &fsm{store: store, applied: applied}
+	f := &fsm{store: store, applied: applied, fatal: stopProcess}
 	f.index.Store(store.Applied())
 	return f
 }
 
 // Apply applies one committed entry and returns its mailbox.Result, which
-// raft hands to the proposer's ApplyFuture. It panics if the entry cannot be
-// decoded or the store fails: the node must stop, not skip an entry.
+// raft hands to the proposer's ApplyFuture. An entry it cannot decode or
+// apply (a storage error) stops the node (fatal), with a message that says
+// which entry and what to do: it must stop, not skip an entry and diverge.
 func (f *fsm) Apply(l *raft.Log) any {
+	res, err := f.apply(l)
+	if err != nil {
+		f.fatal(err)
+	}
+	return res
+}
+
+// EntryError is why a node stopped at a log entry it cannot apply.
+type EntryError struct {
+	Index uint64
+	Kind  string // the command's kind, "cluster entry", or "unknown" when undecodable
+	Err   error
+}
+
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("cluster: FATAL: raft log entry %d (%s) cannot be applied: %v. "+
+		"This node stops rather than diverge from the others, and will stop at this entry on every start. "+
+		"If other nodes run on: stop this one, move its data directory away and start it again with --join (it copies the state from them). "+
+		"If every node stopped here: restore the cluster from a backup. See docs/operations.md, \"An entry a node cannot apply\"",
+		e.Index, e.Kind, e.Err)
+}
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// apply is Apply with the failure as an error (an *EntryError).
+func (f *fsm) apply(l *raft.Log) (any, error) {
 	if l.Type != raft.LogCommand {
-		return nil
+		return nil, nil
 	}
 	if !f.waitDisk() {
-		return mailbox.Result{Err: ErrClosed} // closing on a full disk: applied at the next start
+		return mailbox.Result{Err: ErrClosed}, nil // closing on a full disk: applied at the next start
 	}
 	if len(l.Data) > 0 && l.Data[0] == metaEntry {
-		f.meta.apply(l.Index, l.Data[1:])
+		if err := f.meta.apply(l.Data[1:]); err != nil {
+			return nil, &EntryError{Index: l.Index, Kind: "cluster entry", Err: err}
+		}
 		f.setIndex(max(l.Index, f.store.Applied()))
-		return mailbox.Result{}
+		return mailbox.Result{}, nil
 	}
 	cmd, err := mailbox.DecodeCommand(l.Data)
 	if err != nil {
-		panic(fmt.Sprintf("cluster: raft entry %d: %v", l.Index, err))
+		return nil, &EntryError{Index: l.Index, Kind: "unknown", Err: err}
 	}
 	res, events, err := f.store.Apply(l.Index, cmd)
 	if err != nil {
-		panic(fmt.Sprintf("cluster: apply raft entry %d (%v): %v", l.Index, cmd.Kind, err))
+		return nil, &EntryError{Index: l.Index, Kind: cmd.Kind.String(), Err: err}
 	}
 	if f.applied != nil && len(events) > 0 {
 		f.applied.Applied(events)
 	}
 	f.setIndex(max(l.Index, f.store.Applied()))
-	return res
+	return res, nil
+}
+
+// stopProcess is the fatal of a real node: the message on stderr, where an
+// operator's service manager shows it, and exit status 70 (EX_SOFTWARE).
+// Raft's FSM interface has no way to fail an entry, and going on would
+// diverge.
+func stopProcess(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(70)
 }
 
 // StoreConfiguration is raft's hook for a committed configuration change

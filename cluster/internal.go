@@ -10,16 +10,17 @@ import (
 	"github.com/notifyhub/hub/mailbox"
 )
 
-// InternalHandler serves the calls nodes make to each other, under
+// routes registers the calls nodes make to each other, under
 // /internal/v1/: forwarded commands, joins, removals, announcements,
-// leadership transfers and restores. Every call must bear the cluster
-// secret (ErrBadSecret, 401, otherwise). A call that another node forwarded
-// (it bears hdrForwardedBy) is acted on by the leader only; anyone else
-// answers 421, and the sender finds the new leader and tries again. A join
-// straight from a new node (hubd --join) may reach any member, which
-// forwards it.
-func (n *Node) InternalHandler() http.Handler {
-	m := http.NewServeMux()
+// leadership transfers, restores and read barriers. They are served on the
+// node's raft address only, over streams nodeNet authenticated: whoever
+// reaches a handler proved the cluster's credentials. A call that another
+// node forwarded (it bears hdrForwardedBy) is acted on by the leader only;
+// anyone else answers 421, and the sender finds the new leader and tries
+// again. A join straight from a new node (hubd --join) may reach any member,
+// which forwards it.
+func (n *Node) routes() {
+	m := n.mux
 	m.HandleFunc("POST /internal/v1/propose", n.handlePropose)
 	m.HandleFunc("POST /internal/v1/join", n.handleJoin)
 	m.HandleFunc("POST /internal/v1/remove", n.handleRemove)
@@ -27,17 +28,16 @@ func (n *Node) InternalHandler() http.Handler {
 	m.HandleFunc("POST /internal/v1/transfer", n.handleTransfer)
 	m.HandleFunc("POST /internal/v1/restore", n.handleRestore)
 	m.HandleFunc("POST /internal/v1/sync", n.handleSync)
-	m.HandleFunc("/internal/", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeInternalError(w, http.StatusNotFound, &wireError{Code: "not_found", Message: "no such internal call"})
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !n.Authorized(r) {
-			writeInternalError(w, http.StatusUnauthorized, toWire(ErrBadSecret))
-			return
-		}
-		m.ServeHTTP(w, r)
-	})
 }
+
+// HandleInternal adds a call to the node's internal HTTP (served to the
+// other nodes only, see routes), such as the transport's
+// GET /internal/v1/status. pattern is an http.ServeMux pattern under
+// /internal/.
+func (n *Node) HandleInternal(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
 
 func writeInternalJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)

@@ -123,6 +123,10 @@ func (n *Node) configuration() (raft.ConfigurationFuture, error) {
 }
 
 func (n *Node) joinLocal(req JoinRequest) error {
+	if n.creds.none() {
+		// It could never reach the new member, nor the new member it.
+		return fmt.Errorf("%w: %v", ErrBadSecret, errNoCredentials)
+	}
 	return n.changeMembership(func() error { return n.joinOnce(req) })
 }
 

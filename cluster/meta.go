@@ -67,11 +67,15 @@ func (m *metaMap) replace(api map[string]string) {
 }
 
 // apply applies a cluster entry's body. An entry this version cannot read
-// panics, as an unknown command does: the node must not diverge quietly.
-func (m *metaMap) apply(index uint64, body []byte) {
+// is an error, which stops the node as an unknown command does (fsm.go):
+// the node must not diverge quietly. Nothing changes then.
+func (m *metaMap) apply(body []byte) error {
 	var op metaOp
 	if err := json.Unmarshal(body, &op); err != nil {
-		panic(fmt.Sprintf("cluster: cluster entry %d: %v", index, err))
+		return err
+	}
+	if op.Op != "set" && op.Op != "del" {
+		return fmt.Errorf("unknown op %q", op.Op)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -83,9 +87,8 @@ func (m *metaMap) apply(index uint64, body []byte) {
 		m.api[op.ID] = op.API
 	case "del":
 		delete(m.api, op.ID)
-	default:
-		panic(fmt.Sprintf("cluster: cluster entry %d: unknown op %q", index, op.Op))
 	}
+	return nil
 }
 
 // The snapshot envelope: envelopeMagic, the metadata as a uvarint length and

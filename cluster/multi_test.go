@@ -186,26 +186,35 @@ func TestWrongSecret(t *testing.T) {
 	before := memberIDs(t, c.Members[0].Node)
 	cctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
 	defer cancel()
-	err := cluster.JoinVia(cctx, c.Members[0].URL, "wrong", cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
+	// A node of another cluster (another secret) cannot join through it.
+	_, other := clustertest.Start(t, clustertest.WithConfig(func(cfg *cluster.Config) { cfg.Secret = "wrong" }))
+	err := other.JoinVia(cctx, c.Members[0].Node.Addr(), cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
 	if !errors.Is(err, cluster.ErrBadSecret) {
 		t.Errorf("join with a wrong secret: %v, want ErrBadSecret", err)
 	}
-	// No secret at all, on every internal call, and a forwarded command.
+	// The public port has no internal calls, and the raft port speaks TLS
+	// to authenticated nodes only: a plain HTTP call gets no answer.
 	for _, path := range []string{"/internal/v1/propose", "/internal/v1/join", "/internal/v1/remove", "/internal/v1/restore"} {
 		resp, err := http.Post(c.Members[0].URL+path, "application/json", strings.NewReader(`{"id":"n0"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("%s without the secret: %d", path, resp.StatusCode)
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s on the public port: %d, want 404", path, resp.StatusCode)
+		}
+		resp, err = http.Post("http://"+c.Members[0].Node.Addr()+path, "application/json", strings.NewReader(`{"id":"n0"}`))
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("%s on the raft port without credentials: answered %d", path, resp.StatusCode)
 		}
 	}
 	if after := memberIDs(t, c.Members[0].Node); !slices.Equal(before, after) {
 		t.Errorf("members changed: %v -> %v", before, after)
 	}
 	// The right secret joins (the node is not running: raft only records it).
-	err = cluster.JoinVia(cctx, c.Members[0].URL, c.Secret, cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
+	_, same := clustertest.Start(t, clustertest.WithConfig(func(cfg *cluster.Config) { cfg.Secret = c.Secret }))
+	err = same.JoinVia(cctx, c.Members[0].Node.Addr(), cluster.JoinRequest{ID: "n5", RaftAddr: "127.0.0.1:1"})
 	if err != nil {
 		t.Fatalf("join with the secret: %v", err)
 	}
@@ -449,14 +458,11 @@ func TestAPIAddressRefusals(t *testing.T) {
 	}
 	announce := func(id, api string) int {
 		t.Helper()
-		req, _ := http.NewRequest("POST", f.URL+"/internal/v1/announce", strings.NewReader(fmt.Sprintf(`{"op":"set","id":%q,"api":%q}`, id, api)))
-		req.Header.Set("Authorization", "Bearer "+c.Secret)
-		resp, err := http.DefaultClient.Do(req)
+		s, err := l.Node.PostInternal(ctx(t), f.Node.Addr(), "/internal/v1/announce", fmt.Sprintf(`{"op":"set","id":%q,"api":%q}`, id, api))
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return s
 	}
 	if s := announce("ghost", "http://127.0.0.1:9"); s != http.StatusNotFound {
 		t.Errorf("announce of a non-member: %d, want 404", s)
@@ -503,7 +509,7 @@ func TestCallPeerSaysWhy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "http://" + ln.Addr().String()
+	addr := ln.Addr().String()
 	ln.Close() // nobody listens there now
 	err = n.CallPeer(ctx(t), http.MethodGet, addr, "/internal/v1/status", nil)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), addr) || strings.Contains(err.Error(), "retry") {

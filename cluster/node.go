@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +26,10 @@ type Node struct {
 
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
+	net   *nodeNet     // the authenticated listener and dialer under trans and client
+	creds *credentials // what nodeNet authenticates with
+	mux   *http.ServeMux
+	inner *http.Server // the internal HTTP, served on nodeNet's HTTP streams
 	bolt  *raftboltdb.BoltStore
 	obs   *raft.Observer
 
@@ -38,7 +43,7 @@ type Node struct {
 	// so that each checks the configuration and changes it alone.
 	membership sync.Mutex
 
-	client  *http.Client           // calls to other nodes (forward.go)
+	client  *http.Client           // calls to other nodes over nodeNet (forward.go)
 	apiAddr atomic.Pointer[string] // this node's API base URL, once set
 	apiSet  chan struct{}          // cap 1: SetAPIAddr was called
 
@@ -69,6 +74,9 @@ type Stats struct {
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"` // last entry the store reflects
 	Ready        bool   `json:"ready"`
+	// RefusedConns counts node-to-node connections refused since the node
+	// started: they did not authenticate (see Node-to-node traffic in doc.go).
+	RefusedConns uint64 `json:"refused_conns"`
 }
 
 // Open starts a raft node that applies the log into store. applied may be
@@ -106,10 +114,21 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, transportPool, transportTimeout, hl.Named("transport"))
+	creds, err := newCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nn, err := listenNodeNet(cfg.RaftAddr, creds, cfg.logger())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.RaftAddr, err)
 	}
+	closers = append(closers, nn.Close)
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  nn,
+		MaxPool: transportPool,
+		Timeout: transportTimeout,
+		Logger:  hl.Named("transport"),
+	})
 	closers = append(closers, trans.Close)
 
 	replayTo, raftLast, err := lastCommand(bolt, snaps)
@@ -160,10 +179,13 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 		store:    store,
 		fsm:      newFSM(store, applied),
 		trans:    trans,
+		net:      nn,
+		creds:    creds,
+		mux:      http.NewServeMux(),
 		bolt:     bolt,
 		replayTo: replayTo,
 		fresh:    !has,
-		client:   newClient(),
+		client:   newClient(nn),
 		apiSet:   make(chan struct{}, 1),
 		reqs:     make(chan *request, queueLen),
 		toWaiter: make(chan *entry, maxInflight),
@@ -173,6 +195,10 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm.onApply = n.onApply
+	n.fsm.fatal = func(err error) {
+		cfg.logger().Error(err.Error())
+		stopProcess(err)
+	}
 
 	// NewRaft restores the newest snapshot before it returns, then replays
 	// the log after it on the FSM goroutine.
@@ -182,7 +208,24 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	if err := n.checkCredentials(); err != nil {
+		r.Shutdown()
+		n.cancel()
+		return nil, err
+	}
 	n.checkReplayed(n.fsm.index.Load())
+	n.routes()
+	var h http.Handler = n.mux
+	if cfg.WrapInternal != nil {
+		h = cfg.WrapInternal(h)
+	}
+	n.inner = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.logger().Handler(), slog.LevelWarn),
+	}
+	n.goFunc(func(context.Context) { n.inner.Serve(nn.httpLn) })
 
 	obsCh := make(chan raft.Observation, 16)
 	n.obs = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
@@ -338,6 +381,7 @@ func (n *Node) Stats() Stats {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.index.Load(),
 		Ready:        n.Ready(),
+		RefusedConns: n.net.refused.total.Load(),
 	}
 }
 
@@ -431,6 +475,22 @@ func (n *Node) handOver() {
 	}
 }
 
+// checkCredentials refuses a node without credentials whose raft
+// configuration has other servers: it could reach none of them.
+func (n *Node) checkCredentials() error {
+	if !n.creds.none() {
+		return nil
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("cluster: open: %w", err)
+	}
+	if k := len(cf.Configuration().Servers); k > 1 {
+		return fmt.Errorf("cluster: open: the raft configuration has %d servers but %v", k, errNoCredentials)
+	}
+	return nil
+}
+
 // Addr returns the raft address the node advertises.
 func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 
@@ -465,6 +525,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("cluster: shut down raft: %w", err))
 		}
 		n.cancel()
+		n.inner.Close() // its Serve, one of the node's goroutines, returns
 		n.wg.Wait()
 		// Close drops the listener only: the pooled connections to the
 		// other nodes go too, so their handlers of them end.

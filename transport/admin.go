@@ -14,9 +14,10 @@ import (
 	"github.com/notifyhub/hub/mailbox"
 )
 
-// The admin API (Authorization: Bearer <admin token>) under /admin/v1/,
-// the live admin page at /admin, and the calls between nodes under
-// /internal/ (Authorization: Bearer <cluster secret>). docs/protocol.md,
+// The admin API (Authorization: Bearer <admin token>) under /admin/v1/ and
+// the live admin page at /admin. The calls between nodes are not on this
+// port: the cluster serves them on its raft address, to authenticated nodes
+// only; this file adds GET /internal/v1/status to them. docs/protocol.md,
 // "Admin", is the contract.
 
 // Admin is what the admin API needs from the cluster beyond Cluster;
@@ -30,12 +31,11 @@ type Admin interface {
 	TransferLeadership(ctx context.Context, id string) error
 	Snapshot() error
 	Restore(ctx context.Context, r io.Reader) error
-	// InternalHandler serves /internal/ calls between nodes.
-	InternalHandler() http.Handler
-	// Authorized reports whether a request bears the cluster secret.
-	Authorized(r *http.Request) bool
-	// CallPeer calls another node's API with the cluster secret.
-	CallPeer(ctx context.Context, method, apiAddr, path string, out any) error
+	// HandleInternal adds a call to the node-to-node internal HTTP, which
+	// only authenticated nodes reach.
+	HandleInternal(pattern string, h http.Handler)
+	// CallPeer calls another node's internal HTTP at its raft address.
+	CallPeer(ctx context.Context, method, raftAddr, path string, out any) error
 	// APIAddr is this node's own API base URL.
 	APIAddr() string
 }
@@ -66,9 +66,8 @@ func (s *Server) adminRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /admin/v1/users", s.admin(s.handleAdminUsers))
 	m.HandleFunc("GET /admin/v1/mailboxes", s.admin(s.handleAdminMailboxes))
 
-	m.HandleFunc("GET /internal/v1/status", s.handleInternalStatus)
 	if a, ok := s.cluster.(Admin); ok {
-		m.Handle("/internal/", a.InternalHandler())
+		a.HandleInternal("GET /internal/v1/status", http.HandlerFunc(s.handleInternalStatus))
 	}
 }
 
@@ -127,13 +126,10 @@ func (s *Server) localStatus(a Admin) nodeStatus {
 }
 
 // GET /internal/v1/status: this node's status, for a peer's admin status.
+// It is served on the node-to-node transport only (see HandleInternal),
+// whose every stream is authenticated.
 func (s *Server) handleInternalStatus(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.cluster.(Admin)
-	if !ok || !a.Authorized(r) {
-		s.writeError(w, r, errUnauthorized)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, s.localStatus(a))
+	s.writeJSON(w, r, http.StatusOK, s.localStatus(s.cluster.(Admin)))
 }
 
 type memberStatus struct {
@@ -166,14 +162,12 @@ func (s *Server) handleAdminStatus(w http.ResponseWriter, r *http.Request, a Adm
 		switch {
 		case m.ID == me.ID:
 			out.Members[i].Status = &me
-		case m.APIAddr == "":
-			out.Members[i].Error = "its API address is not known yet"
 		default:
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 				defer cancel()
 				var st nodeStatus
-				if err := a.CallPeer(ctx, http.MethodGet, m.APIAddr, "/internal/v1/status", &st); err != nil {
+				if err := a.CallPeer(ctx, http.MethodGet, m.RaftAddr, "/internal/v1/status", &st); err != nil {
 					out.Members[i].Error = err.Error() // says why: refused, timed out, ...
 					return
 				}

@@ -32,12 +32,14 @@ func startClusterHubs(t *testing.T, n int, cfg transport.Config) (*clustertest.C
 type clusterHooks struct {
 	applied func(i int, h *hub.Hub) cluster.Applied
 	handler func(i int, next http.Handler) http.Handler
+	// internal wraps each node's internal HTTP (calls between nodes).
+	internal func(next http.Handler) http.Handler
 }
 
 func startClusterHubsWith(t *testing.T, n int, cfg transport.Config, hooks clusterHooks) (*clustertest.Cluster, []*testHub) {
 	t.Helper()
 	hubs := make([]*testHub, n, 10)
-	c := clustertest.StartCluster(t, n, clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
+	c := clustertest.StartCluster(t, n, clustertest.WithConfig(func(cfg *cluster.Config) { cfg.WrapInternal = hooks.internal }), clustertest.WithWiring(func(i int, store *mailbox.Store) (cluster.Applied, func(*clustertest.Member) http.Handler) {
 		h := hub.New(hub.Config{}, store)
 		var applied cluster.Applied = h
 		if hooks.applied != nil {
@@ -323,7 +325,7 @@ func TestAdminBadInput(t *testing.T) {
 		{"restore garbage", "POST", "/admin/v1/restore", adminHeader(), "not a backup at all", 400, "bad_backup"},
 		{"bad limit", "GET", "/admin/v1/users?limit=0", adminHeader(), "", 400, "bad_request"},
 		{"unknown user", "GET", "/admin/v1/mailboxes?user=nobody", adminHeader(), "", 404, "not_found"},
-		{"internal without secret", "GET", "/internal/v1/status", adminHeader(), "", 401, "unauthorized"},
+		{"internal on the public port", "GET", "/internal/v1/status", adminHeader(), "", 404, "not_found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,7 +27,18 @@ type options struct {
 	policy   mailbox.Policy
 	memTable int64
 	wiring   Wiring
+	noSecret bool // StartCluster: no cluster secret
+	mtls     bool // StartCluster: mutual TLS from a test CA
 }
+
+// WithoutSecret starts a cluster without a cluster secret (with
+// WithMutualTLS: certificates alone), or a single node without credentials.
+func WithoutSecret() Option { return func(o *options) { o.noSecret = true } }
+
+// WithMutualTLS has StartCluster make a CA and give each member a
+// certificate from it (Cluster.CA): the nodes authenticate each other with
+// mutual TLS, and with the secret too unless WithoutSecret.
+func WithMutualTLS() Option { return func(o *options) { o.mtls = true } }
 
 // WithApplied makes the node report applied entries to a.
 func WithApplied(a cluster.Applied) Option { return func(o *options) { o.applied = a } }
@@ -50,8 +61,8 @@ func (o *options) storeOptions() mailbox.Options {
 }
 
 // Start runs a single bootstrapped node over a fresh store and returns once it
-// is ready (leader elected, log applied). The node and then the store close
-// in t.Cleanup.
+// is ready (leader elected, log applied). It has a random cluster secret,
+// unless WithoutSecret. The node and then the store close in t.Cleanup.
 func Start(t testing.TB, opts ...Option) (*mailbox.Store, *cluster.Node) {
 	t.Helper()
 	dir := t.TempDir()
@@ -63,6 +74,9 @@ func Start(t testing.TB, opts ...Option) (*mailbox.Store, *cluster.Node) {
 	}}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.cfg.Secret == "" && !o.noSecret {
+		o.cfg.Secret = mailbox.NewToken()
 	}
 	store, err := mailbox.Open(filepath.Join(dir, "badger"), o.storeOptions())
 	if err != nil {

@@ -17,9 +17,12 @@ import (
 )
 
 // Cluster is several nodes in this process, each with its own store, raft
-// state and HTTP server on loopback, started by StartCluster.
+// state and HTTP server on loopback, started by StartCluster. Its nodes
+// authenticate each other with a random cluster secret (the
+// zero-configuration mode), with mutual TLS (WithMutualTLS), or both.
 type Cluster struct {
-	Secret  string
+	Secret  string // "" with WithoutSecret
+	CA      *CA    // the cluster CA with WithMutualTLS, else nil
 	Members []*Member
 	opts    options
 }
@@ -43,8 +46,8 @@ type Member struct {
 
 // A Wiring builds what runs around member i over its store: the Applied the
 // node reports to (nil for none), and a function that, once the node runs,
-// returns the handler its HTTP server serves (nil: the node's internal
-// handler only). Whatever it starts, it stops in t.Cleanup.
+// returns the handler its HTTP server serves (nil: 404 to everything; the
+// node's internal calls are served on its raft address). Whatever it starts, it stops in t.Cleanup.
 type Wiring func(i int, store *mailbox.Store) (cluster.Applied, func(*Member) http.Handler)
 
 // WithWiring wires each member of a cluster with w.
@@ -58,9 +61,15 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	secret := make([]byte, 16)
-	rand.Read(secret)
-	c := &Cluster{Secret: hex.EncodeToString(secret), opts: o}
+	c := &Cluster{opts: o}
+	if !o.noSecret {
+		secret := make([]byte, 16)
+		rand.Read(secret)
+		c.Secret = hex.EncodeToString(secret)
+	}
+	if o.mtls {
+		c.CA = NewCA(t)
+	}
 	for i := range n {
 		c.Add(t)
 		if i == 0 {
@@ -90,7 +99,7 @@ func (c *Cluster) Add(t testing.TB) *Member {
 
 // AddConcurrently starts k new members and has them all ask to join at once,
 // each through another running member (as k hubd --join started together
-// would, with cluster.JoinVia). It returns once every new node is ready, and
+// would, with Node.JoinVia). It returns once every new node is ready, and
 // fails t if any join is refused.
 func (c *Cluster) AddConcurrently(t testing.TB, k int) []*Member {
 	t.Helper()
@@ -105,7 +114,7 @@ func (c *Cluster) AddConcurrently(t testing.TB, k int) []*Member {
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		wg.Go(func() {
-			errs[i] = cluster.JoinVia(ctx, via[i%len(via)].URL, c.Secret, cluster.JoinRequest{ID: m.ID, RaftAddr: m.raftAddr, APIAddr: m.URL})
+			errs[i] = m.Node.JoinVia(ctx, via[i%len(via)].Node.Addr(), cluster.JoinRequest{ID: m.ID, RaftAddr: m.raftAddr, APIAddr: m.URL})
 		})
 	}
 	wg.Wait()
@@ -160,13 +169,17 @@ func (c *Cluster) newMember(t testing.TB) *Member {
 }
 
 // Config returns the config member m runs with.
-func (c *Cluster) Config(m *Member, bootstrap bool) cluster.Config {
+func (c *Cluster) Config(t testing.TB, m *Member, bootstrap bool) cluster.Config {
 	cfg := c.opts.cfg
 	cfg.NodeID = m.ID
 	cfg.RaftAddr = m.raftAddr
 	cfg.Dir = filepath.Join(m.dir, "raft")
 	cfg.Bootstrap = bootstrap
 	cfg.Secret = c.Secret
+	if c.CA != nil {
+		cfg.TLSCAFile = c.CA.File
+		cfg.TLSCertFile, cfg.TLSKeyFile = c.CA.Issue(t, m.ID)
+	}
 	if cfg.HeartbeatTimeout == 0 {
 		// Long enough that a race-instrumented test on a busy 2-core machine
 		// does not see spurious elections (200 ms did, now and then), short
@@ -187,13 +200,13 @@ func (c *Cluster) start(t testing.TB, m *Member, bootstrap bool) {
 	if c.opts.wiring != nil {
 		applied, handler = c.opts.wiring(m.Index, store)
 	}
-	n, err := cluster.Open(c.Config(m, bootstrap), store, applied)
+	n, err := cluster.Open(c.Config(t, m, bootstrap), store, applied)
 	if err != nil {
 		store.Close()
 		t.Fatal(err)
 	}
 	m.Store, m.Node, m.raftAddr, m.running = store, n, n.Addr(), true
-	var h http.Handler = n.InternalHandler()
+	var h http.Handler = http.NotFoundHandler()
 	if handler != nil {
 		if hh := handler(m); hh != nil {
 			h = hh

@@ -76,6 +76,7 @@ func devCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var nodes []*devNode
 	exited := make(chan *devNode, 3)
 	seed := fmt.Sprintf("http://127.0.0.1:%d", *port)
+	raftSeed := fmt.Sprintf("127.0.0.1:%d", *port+1000) // --join takes a member's raft address
 	for i := 1; i <= 3; i++ {
 		n := &devNode{id: fmt.Sprintf("node%d", i), done: make(chan struct{})}
 		n.args = []string{
@@ -87,7 +88,7 @@ func devCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		args := n.args
 		if i > 1 {
-			args = append(args[:len(args):len(args)], "--join", seed)
+			args = append(args[:len(args):len(args)], "--join", raftSeed)
 		}
 		if err := n.start(bin, args, env, exited, func(line string) { say(stdout, "%s | %s\n", n.id, line) }); err != nil {
 			say(stderr, "hubctl: start %s: %v; stopping the others\n", n.id, err)

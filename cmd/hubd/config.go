@@ -18,7 +18,10 @@ type config struct {
 	bootstrap        bool
 	adminToken       string
 	clusterSecret    string // authenticates the nodes of a cluster to each other
-	join             string // base URL of a member to join through, on first start
+	clusterTLSCA     string // mutual TLS between nodes: the cluster CA bundle,
+	clusterTLSCert   string // this node's certificate
+	clusterTLSKey    string // and its key
+	join             string // raft address of a member to join through, on first start
 	advertise        string // this node's API base URL for the other nodes
 	openRegistration bool
 	payloadLimit     int
@@ -72,8 +75,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	str(&c.nodeID, "node-id", "node1", "raft server id of this node")
 	str(&c.raftAddr, "raft-addr", "127.0.0.1:7946", "raft TCP address, bound and advertised")
 	str(&c.adminToken, "admin-token", "", "bearer token for admin calls; empty refuses them")
-	str(&c.clusterSecret, "cluster-secret", "", "shared secret of the cluster's nodes (joins, forwarded writes); needed for more than one node")
-	str(&c.join, "join", "", "on first start, join the cluster through this member's HTTP URL instead of bootstrapping")
+	str(&c.clusterSecret, "cluster-secret", "", "shared secret the nodes authenticate each other with (every raft and internal connection); it or the TLS files are needed for more than one node")
+	str(&c.clusterTLSCA, "cluster-tls-ca", "", "mutual TLS between nodes: PEM file of the CA that signs every node's certificate")
+	str(&c.clusterTLSCert, "cluster-tls-cert", "", "mutual TLS between nodes: PEM file of this node's certificate")
+	str(&c.clusterTLSKey, "cluster-tls-key", "", "mutual TLS between nodes: PEM file of this node's private key")
+	str(&c.join, "join", "", "on first start, join the cluster through this member's raft address (host:port) instead of bootstrapping")
 	str(&c.advertise, "advertise", "", "this node's HTTP base URL as other nodes reach it; default http://<listen address>")
 	parsed(boolValue{&c.bootstrap}, "bootstrap", "on first start, make this node the single voter of a new cluster")
 	parsed(boolValue{&c.openRegistration}, "open-registration", "anyone may POST /v1/users (otherwise the admin token is needed)")
@@ -101,8 +107,20 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	if envErr != nil {
 		return c, envErr
 	}
-	if c.join != "" && c.clusterSecret == "" {
-		return c, fmt.Errorf("--join needs --cluster-secret")
+	tlsFiles := 0
+	for _, f := range []string{c.clusterTLSCA, c.clusterTLSCert, c.clusterTLSKey} {
+		if f != "" {
+			tlsFiles++
+		}
+	}
+	switch {
+	case tlsFiles != 0 && tlsFiles != 3:
+		return c, fmt.Errorf("--cluster-tls-ca, --cluster-tls-cert and --cluster-tls-key go together: set all three or none")
+	case c.join != "" && c.clusterSecret == "" && tlsFiles == 0:
+		return c, fmt.Errorf("--join needs the cluster's credentials: set --cluster-secret (HUB_CLUSTER_SECRET), " +
+			"or --cluster-tls-ca, --cluster-tls-cert and --cluster-tls-key (HUB_CLUSTER_TLS_CA, HUB_CLUSTER_TLS_CERT, HUB_CLUSTER_TLS_KEY)")
+	case strings.Contains(c.join, "://"):
+		return c, fmt.Errorf("--join takes a member's raft address (host:port), not a URL: node-to-node traffic goes to the raft port")
 	}
 	if err := c.limits.check(); err != nil {
 		return c, err

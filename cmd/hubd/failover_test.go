@@ -46,7 +46,7 @@ func startCluster(t *testing.T) []*node {
 		n := &node{id: fmt.Sprintf("node%d", i), data: t.TempDir(), listen: freeAddr(t), raft: freeAddr(t)}
 		join := ""
 		if i > 1 {
-			join = nodes[0].url()
+			join = nodes[0].raft
 		}
 		n.start(t, join)
 		nodes = append(nodes, n)

@@ -74,12 +74,15 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	sessions := hub.New(hub.Config{QueueLen: cfg.sessionQueue, Logger: log}, store)
 	dispatcher := receipts.New(cfg.receipts.config(log), store)
 	node, err := cluster.Open(cluster.Config{
-		NodeID:    cfg.nodeID,
-		RaftAddr:  cfg.raftAddr,
-		Dir:       filepath.Join(cfg.dataDir, "raft"),
-		Bootstrap: cfg.bootstrap && cfg.join == "", // a joining node waits to be added
-		Secret:    cfg.clusterSecret,
-		Logger:    log,
+		NodeID:      cfg.nodeID,
+		RaftAddr:    cfg.raftAddr,
+		Dir:         filepath.Join(cfg.dataDir, "raft"),
+		Bootstrap:   cfg.bootstrap && cfg.join == "", // a joining node waits to be added
+		Secret:      cfg.clusterSecret,
+		TLSCAFile:   cfg.clusterTLSCA,
+		TLSCertFile: cfg.clusterTLSCert,
+		TLSKeyFile:  cfg.clusterTLSKey,
+		Logger:      log,
 	}, store, cluster.Fanout{sessions, dispatcher})
 	if err != nil {
 		return errors.Join(err, store.Close())
@@ -181,7 +184,7 @@ func joinCluster(ctx context.Context, cfg config, node *cluster.Node, addr net.A
 		return nil
 	}
 	log.Info("joining the cluster", "via", cfg.join, "api", api)
-	err := cluster.JoinVia(ctx, cfg.join, cfg.clusterSecret, cluster.JoinRequest{ID: cfg.nodeID, RaftAddr: node.Addr(), APIAddr: api})
+	err := node.JoinVia(ctx, cfg.join, cluster.JoinRequest{ID: cfg.nodeID, RaftAddr: node.Addr(), APIAddr: api})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("join: %w", err)
 	}

@@ -68,7 +68,7 @@ func main() {
 	for i, n := range nodes {
 		join := ""
 		if i > 0 {
-			join = nodes[0].url()
+			join = nodes[0].raft
 		}
 		start(*hubd, n, join)
 	}

@@ -182,9 +182,11 @@ func (c *Cluster) Config(t testing.TB, m *Member, bootstrap bool) cluster.Config
 	}
 	if cfg.HeartbeatTimeout == 0 {
 		// Long enough that a race-instrumented test on a busy 2-core machine
-		// does not see spurious elections (200 ms did, now and then), short
-		// enough that a killed leader is replaced in a second or two.
-		cfg.HeartbeatTimeout = 500 * time.Millisecond
+		// does not see spurious elections (200 ms did, now and then; and 500
+		// ms saw a leader lose its lease while a new member's first TLS
+		// handshakes, 10 to 90 ms each under -race, were under way), short
+		// enough that a killed leader is replaced in a few seconds.
+		cfg.HeartbeatTimeout = time.Second
 	}
 	return cfg
 }

@@ -80,14 +80,27 @@ func (n *Node) Join(ctx context.Context, req JoinRequest) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	err := n.joinLocal(req)
-	if errors.Is(err, errNotHere) {
-		err = n.forwardJSON(ctx, "/internal/v1/join", req, nil)
-	}
+	err := n.leaderOp(func() error { return n.joinLocal(req) }, func() error { return n.forwardJSON(ctx, "/internal/v1/join", req, nil) })
 	if err != nil {
 		return fmt.Errorf("cluster: join %s: %w", req.ID, err)
 	}
 	return nil
+}
+
+// leaderOp runs a leader-only operation here, or forwards it when this
+// node is not the leader, again here when it became the leader while the
+// forward waited for one (a re-election), as Publish does.
+func (n *Node) leaderOp(here, there func() error) error {
+	for range maxLeaderFlips {
+		err := here()
+		if !errors.Is(err, errNotHere) {
+			return err
+		}
+		if err = there(); !errors.Is(err, errLeaderHere) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: leadership kept moving", ErrNotLeader)
 }
 
 // membershipTries bounds how often a membership change is tried on a
@@ -167,10 +180,7 @@ func (n *Node) joinOnce(req JoinRequest) error {
 // raft shuts down (it refuses writes from then on); stop it and clear its
 // data directory before it joins again.
 func (n *Node) Remove(ctx context.Context, id string) error {
-	err := n.removeLocal(id)
-	if errors.Is(err, errNotHere) {
-		err = n.forwardJSON(ctx, "/internal/v1/remove", removeRequest{ID: id}, nil)
-	}
+	err := n.leaderOp(func() error { return n.removeLocal(id) }, func() error { return n.forwardJSON(ctx, "/internal/v1/remove", removeRequest{ID: id}, nil) })
 	if err != nil {
 		return fmt.Errorf("cluster: remove %s: %w", id, err)
 	}
@@ -250,10 +260,7 @@ func (n *Node) apiTaken(servers []raft.Server, id, api string) error {
 // finished (or failed); a cluster of one voter has nobody to hand it to
 // (ErrMemberUnknown).
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
-	err := n.transferLocal(id)
-	if errors.Is(err, errNotHere) {
-		err = n.forwardJSON(ctx, "/internal/v1/transfer", removeRequest{ID: id}, nil)
-	}
+	err := n.leaderOp(func() error { return n.transferLocal(id) }, func() error { return n.forwardJSON(ctx, "/internal/v1/transfer", removeRequest{ID: id}, nil) })
 	if err != nil {
 		return fmt.Errorf("cluster: transfer leadership: %w", err)
 	}
@@ -316,11 +323,7 @@ func (n *Node) Members() ([]Member, error) {
 // announce records this node's API address in the replicated metadata.
 func (n *Node) announce(ctx context.Context, api string) error {
 	op := metaOp{Op: "set", ID: n.cfg.NodeID, API: api}
-	err := n.announceLocal(op)
-	if errors.Is(err, errNotHere) {
-		err = n.forwardJSON(ctx, "/internal/v1/announce", op, nil)
-	}
-	return err
+	return n.leaderOp(func() error { return n.announceLocal(op) }, func() error { return n.forwardJSON(ctx, "/internal/v1/announce", op, nil) })
 }
 
 // announceLocal records a member's API address on the leader. An id that is

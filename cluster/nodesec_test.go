@@ -239,7 +239,7 @@ func TestRefusesPeersWithoutCredentials(t *testing.T) {
 	c := clustertest.StartCluster(t, 2)
 	m := c.Members[1]
 	c.Stop(t, 1)
-	cfg := c.Config(t, m, false)
+	cfg := c.Config(m, false)
 	cfg.Secret = ""
 	store, err := mailbox.Open(filepath.Join(t.TempDir(), "badger"), mailbox.Options{})
 	if err != nil {

@@ -165,7 +165,7 @@ func TestStrangerFloodCostsNoLogEntryOnAFollower(t *testing.T) {
 			held[i] = &heldApplies{next: h}
 			return held[i]
 		},
-		handler: func(_ int, next http.Handler) http.Handler {
+		internal: func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/internal/v1/sync" {
 					syncs.Add(1)

@@ -40,6 +40,8 @@ type Member struct {
 
 	dir      string
 	raftAddr string
+	tlsCert  string // with WithMutualTLS: its certificate and key files
+	tlsKey   string
 	handler  atomic.Pointer[http.Handler]
 	running  bool
 }
@@ -158,6 +160,9 @@ func (c *Cluster) newMember(t testing.TB) *Member {
 		http.Error(w, "node down", http.StatusServiceUnavailable)
 	}))
 	m.URL = m.Server.URL
+	if c.CA != nil {
+		m.tlsCert, m.tlsKey = c.CA.Issue(t, m.ID)
+	}
 	// Registered after t.TempDir, so it runs before the directory goes.
 	t.Cleanup(func() {
 		c.Stop(t, i)
@@ -169,7 +174,7 @@ func (c *Cluster) newMember(t testing.TB) *Member {
 }
 
 // Config returns the config member m runs with.
-func (c *Cluster) Config(t testing.TB, m *Member, bootstrap bool) cluster.Config {
+func (c *Cluster) Config(m *Member, bootstrap bool) cluster.Config {
 	cfg := c.opts.cfg
 	cfg.NodeID = m.ID
 	cfg.RaftAddr = m.raftAddr
@@ -177,8 +182,7 @@ func (c *Cluster) Config(t testing.TB, m *Member, bootstrap bool) cluster.Config
 	cfg.Bootstrap = bootstrap
 	cfg.Secret = c.Secret
 	if c.CA != nil {
-		cfg.TLSCAFile = c.CA.File
-		cfg.TLSCertFile, cfg.TLSKeyFile = c.CA.Issue(t, m.ID)
+		cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = c.CA.File, m.tlsCert, m.tlsKey
 	}
 	if cfg.HeartbeatTimeout == 0 {
 		// Long enough that a race-instrumented test on a busy 2-core machine
@@ -202,7 +206,7 @@ func (c *Cluster) start(t testing.TB, m *Member, bootstrap bool) {
 	if c.opts.wiring != nil {
 		applied, handler = c.opts.wiring(m.Index, store)
 	}
-	n, err := cluster.Open(c.Config(t, m, bootstrap), store, applied)
+	n, err := cluster.Open(c.Config(m, bootstrap), store, applied)
 	if err != nil {
 		store.Close()
 		t.Fatal(err)

@@ -333,6 +333,9 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	opts := make([]pushOptions, len(req.Messages))
 	for i := range req.Messages {
 		opts[i], errs[i] = s.batchItemOptions(&req.Messages[i])
+		if isCredentialRefusal(errs[i]) { // a malformed token
+			errs[i] = s.authFailed(r, errs[i])
+		}
 	}
 	// Items to tokens that open nothing are refused here, not after a raft
 	// round (refuse.go).
@@ -423,17 +426,19 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
 	if !mailbox.ValidToken(token) {
-		s.writeError(w, r, mailbox.ErrTokenUnknown)
+		s.writeError(w, r, s.authFailed(r, mailbox.ErrTokenUnknown))
 		return
 	}
 	// Look first, so that an unknown or revoked token costs no log entry.
 	mb, err := s.mailboxByToken(r, token)
+	if err == nil && mb.Revoked() {
+		err = mailbox.ErrTokenRevoked
+	}
+	if isCredentialRefusal(err) {
+		err = s.authFailed(r, err)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	if mb.Revoked() {
-		s.writeError(w, r, mailbox.ErrTokenRevoked)
 		return
 	}
 	_, err = s.propose(r, &mailbox.Command{

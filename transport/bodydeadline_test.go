@@ -12,20 +12,19 @@ import (
 	"time"
 )
 
-// TestBodyDeadlineRestores: a backup upload may take longer than the body
-// deadline, whether the operator sends it to the leader (/admin/v1/restore)
-// or a follower forwards it there (/internal/v1/restore, which was cut off
-// after BodyTimeout like any body); a handler that has read its body and
-// then waits longer than the deadline keeps its request's context (the
-// cluster's forwarded writes wait for raft so); and elsewhere a late body
-// is still cut off.
+// TestBodyDeadlineRestores: a backup upload bearing the admin token may
+// take longer than the body deadline (/admin/v1/restore); a handler that has
+// read its body and then waits longer than the deadline keeps its request's
+// context (a write waiting for raft); and elsewhere a late body is still
+// cut off, as is a restore that does not bear the token.
 //
 // The waits below are longer than the deadline on purpose: what is tested
 // is whether a deadline fires, so the time passing is the input, not a way
 // to synchronise.
 func TestBodyDeadlineRestores(t *testing.T) {
 	const timeout = 100 * time.Millisecond
-	s := &Server{limits: Limits{BodyTimeout: timeout, BatchBodyTimeout: timeout}}
+	s := &Server{limits: Limits{BodyTimeout: timeout, BatchBodyTimeout: timeout},
+		cfg: Config{AdminToken: "admin-token"}}
 	srv := httptest.NewServer(s.bodyDeadlines(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -44,7 +43,7 @@ func TestBodyDeadlineRestores(t *testing.T) {
 	})))
 	defer srv.Close()
 
-	send := func(t *testing.T, path string, late bool) string {
+	send := func(t *testing.T, path, cred string, late bool) string {
 		t.Helper()
 		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 		if err != nil {
@@ -52,7 +51,7 @@ func TestBodyDeadlineRestores(t *testing.T) {
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second)) // failsafe only
-		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n\r\n", path)
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer %s\r\nContent-Length: 5\r\n\r\n", path, cred)
 		if late {
 			time.Sleep(3 * timeout) // past the deadline a bounded body would have
 		}
@@ -64,15 +63,18 @@ func TestBodyDeadlineRestores(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(b)))
 	}
-	if got := send(t, "/internal/v1/propose", false); got != "200 5" {
+	if got := send(t, "/internal/v1/propose", "", false); got != "200 5" {
 		t.Errorf("a handler waiting after its body: %s, want 200 5", got)
 	}
-	for _, p := range []string{"/admin/v1/restore", "/internal/v1/restore"} {
-		if got := send(t, p, true); got != "200 5" {
+	for p, cred := range map[string]string{"/admin/v1/restore": "admin-token"} {
+		if got := send(t, p, cred, true); got != "200 5" {
 			t.Errorf("%s: a backup arriving late: %s, want 200 5", p, got)
 		}
+		if got := send(t, p, "wrong", true); !strings.HasPrefix(got, "400 body") {
+			t.Errorf("%s: a late body without the credential: %s, want it cut off", p, got)
+		}
 	}
-	if got := send(t, "/v1/mailboxes", true); !strings.HasPrefix(got, "400 body") {
+	if got := send(t, "/v1/mailboxes", "admin-token", true); !strings.HasPrefix(got, "400 body") {
 		t.Errorf("a late body elsewhere: %s, want it cut off", got)
 	}
 }

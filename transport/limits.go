@@ -176,17 +176,15 @@ func (s *Server) acquireReceiptWait(r *http.Request, mailboxID string) (func(), 
 // the request reaches the handler: BatchBodyTimeout for POST /v1/push,
 // BodyTimeout for the rest. The bound is absolute (a deadline on the
 // connection), so a sender that trickles a byte at a time cannot stretch
-// it: its read fails and the request is answered 400 (or the connection
-// closed). A restore (admin, authenticated) uploads a whole backup and is
-// left unbounded, and so is the same backup forwarded by a follower to the
-// leader (/internal/v1/restore, authenticated by the cluster secret; it was
-// cut off after BodyTimeout). Requests without a body get no deadline: net/http's
-// background read would cancel a long handler (an event stream, a backup
-// download) when it passed. The handler lifts the deadline once the body
-// is in (clearReadDeadline).
+// it: its read fails, the request is refused and the connection closed.
+// Requests without a body get no deadline: net/http's background read
+// would cancel a long handler (an event stream, a backup download) when it
+// passed. The handler lifts the deadline once the body is in
+// (clearReadDeadline). A restore with the admin token uploads a whole
+// backup and is not bounded; without the token it is, like any other.
 func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 && r.Body != http.NoBody && !unboundedBody[r.URL.Path] {
+		if r.ContentLength != 0 && r.Body != http.NoBody && !s.trustedCall(r) {
 			d := s.limits.BodyTimeout
 			if r.URL.Path == "/v1/push" {
 				d = s.limits.BatchBodyTimeout
@@ -197,14 +195,29 @@ func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 	})
 }
 
-// unboundedBody are the paths whose bodies (backups) may take as long as
-// they take: their callers are authenticated before the body is read.
-var unboundedBody = map[string]bool{"/admin/v1/restore": true, "/internal/v1/restore": true}
+// trustedCall reports whether r is a restore with the admin token. (The
+// node-to-node calls are not on the public port.)
+func (s *Server) trustedCall(r *http.Request) bool {
+	if r.URL.Path != "/admin/v1/restore" {
+		return false
+	}
+	_, ok := s.isAdmin(r)
+	return ok && s.cfg.AdminToken != ""
+}
+
+// errBodyTimeout: the request body did not arrive within its deadline.
+var errBodyTimeout = errors.New("request body timeout")
+
+// isTimeout reports whether err is a deadline passing on the connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
 
 // clearReadDeadline lifts the read deadline once a request's body is in:
 // net/http reads the connection in the background to see the client go
 // away, and a deadline passing there would cancel a held request's
-// context. The next request on the connection gets http.Server's again.
+// context. The next request on the connection starts without one.
 func clearReadDeadline(w http.ResponseWriter) {
 	http.NewResponseController(w).SetReadDeadline(time.Time{})
 }
@@ -223,13 +236,4 @@ func (s *Server) initLimits() {
 			Help: "Held waits counted against the wait caps, by kind.",
 		}, func() float64 { return s.waits.held(kind) }))
 	}
-}
-
-// errBodyTimeout: the request body did not arrive within its deadline.
-var errBodyTimeout = errors.New("request body timeout")
-
-// isTimeout reports whether err is a deadline passing on the connection.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

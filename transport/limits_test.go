@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -175,33 +176,85 @@ func TestReceiptWaitCaps(t *testing.T) {
 	}
 }
 
-// TestBodyDeadline: a JSON body that never finishes is cut off at
-// BodyTimeout from the request's start, however it trickles: the client
-// gets 408 body_timeout and the connection is closed.
+// TestBodyDeadline: a body that never finishes is cut off at BodyTimeout
+// from the request's start, however it trickles: the client gets 408
+// body_timeout and the connection is closed, for a JSON body and for a
+// publish's payload; nothing is created or published.
 func TestBodyDeadline(t *testing.T) {
 	cfg := openConfig()
 	cfg.Limits.BodyTimeout = 300 * time.Millisecond
 	h := startHub(t, cfg)
 	a := h.newAccount(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	before := h.snapshot(t, a.userID)
+	for name, head := range map[string]string{
+		"json body": "POST /v1/mailboxes HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer " + a.secret +
+			"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"label\"",
+		"publish": "POST /v1/push/" + a.token + " HTTP/1.1\r\nHost: hub\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhel",
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(clustertest.Timeout)) // failsafe only
+			io.WriteString(conn, head)
+			br := bufio.NewReader(conn)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			r := response{status: res.StatusCode, header: res.Header, body: body}
+			if r.status != http.StatusRequestTimeout || errorCode(t, r) != "body_timeout" {
+				t.Fatalf("got %v, want 408 body_timeout", r)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("after the refusal: %v, want the connection closed", err)
+			}
+		})
+	}
+	if after := h.snapshot(t, a.userID); !reflect.DeepEqual(before.users, after.users) || before.applied != after.applied {
+		t.Fatalf("a cut-off body changed state:\n%+v\n%+v", before, after)
+	}
+}
+
+// TestBodyDeadlineSparesRestore: a restore bearing the admin token uploads
+// a whole backup and is not cut off by the body deadline: a backup sent in
+// pieces over twice the deadline is restored.
+func TestBodyDeadlineSparesRestore(t *testing.T) {
+	cfg := openConfig()
+	cfg.AdminToken = adminToken
+	cfg.Limits.BodyTimeout = 200 * time.Millisecond
+	h := startHub(t, cfg)
+	h.newAccount(t)
+	backup := h.expect(t, http.StatusOK, "GET", "/admin/v1/backup", adminHeader(), "").body
+	pr, pw := io.Pipe()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		const pieces = 8
+		for i := range pieces {
+			time.Sleep(50 * time.Millisecond) // the trickle itself: 8 pieces over 400 ms
+			if _, err := pw.Write(backup[i*len(backup)/pieces : (i+1)*len(backup)/pieces]); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	defer func() { pr.Close(); <-sent }()
+	req, err := http.NewRequest("POST", h.srv.URL+"/admin/v1/restore", pr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(clustertest.Timeout)) // failsafe only
-	fmt.Fprintf(conn, "POST /v1/mailboxes HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"label\"", a.secret)
-	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	res, err := h.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(res.Body)
-	r := response{status: res.StatusCode, header: res.Header, body: body}
-	if r.status != http.StatusRequestTimeout || errorCode(t, r) != "body_timeout" {
-		t.Fatalf("got %v, want 408 body_timeout", r)
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("slow restore with the admin token: %d %s, want 200", res.StatusCode, b)
 	}
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("after the refusal: %v, want the connection closed", err)
-	}
-	h.expect(t, http.StatusOK, "GET", "/v1/mailboxes", bearer(a.secret), "") // nothing was created
 }

@@ -163,6 +163,9 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request, b []byte) (
 			if errors.As(err, &mbe) {
 				return b, errPayloadTooLarge
 			}
+			if isTimeout(err) { // limits.go: the body deadline passed
+				return b, withDetail(errBodyTimeout, "the body did not arrive in time")
+			}
 			return b, withDetail(errBadJSON, "could not read the body")
 		}
 	}

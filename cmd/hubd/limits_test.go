@@ -95,7 +95,7 @@ func TestSlowBodyFlood(t *testing.T) {
 		switch {
 		case got == "":
 			refused++ // closed by the cap, before any answer
-		case strings.HasPrefix(got, "HTTP/1.1 400"):
+		case strings.HasPrefix(got, "HTTP/1.1 408"):
 			cut++ // the deadline: the body could not be read
 		default:
 			t.Errorf("flooding connection: %q", got)

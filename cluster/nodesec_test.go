@@ -355,3 +355,42 @@ func selfCert(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestHandshakeCap: connections in handshake are capped per remote host
+// (16): while 16 silent ones from loopback wait out their deadline, the
+// 17th is closed at once, and is the first the node refuses.
+func TestHandshakeCap(t *testing.T) {
+	_, n := clustertest.Start(t)
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	for range 16 {
+		c, err := net.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// The node accepts them one by one: dial until one is closed without
+	// waiting for its deadline. Each extra one is over the cap too.
+	var over net.Conn
+	for over == nil {
+		c, err := net.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(clustertest.Timeout)) // failsafe only
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			over = c
+		}
+	}
+	// Refused so far: the connection over the cap, none of the silent ones,
+	// whose 5 s deadline has not passed.
+	if got := n.Stats().RefusedConns; got != 1 {
+		t.Errorf("refused %d connections, want 1 (the one over the cap)", got)
+	}
+}

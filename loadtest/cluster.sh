@@ -24,6 +24,7 @@ DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-5}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. loadtest/loose-limits.sh # rate limits raised for loopback load (see there)
 command -v wrk >/dev/null || { echo "cluster.sh: needs wrk (see loadtest/bench.sh)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/hubcluster.XXXXXX)
 PID=

@@ -26,9 +26,15 @@ type benchHub struct {
 // startBenchHub runs a node with users mailboxes (one per user) behind the handler.
 func startBenchHub(b *testing.B, users int) benchHub {
 	b.Helper()
+	return startBenchHubWith(b, users, transport.Config{})
+}
+
+// startBenchHubWith is startBenchHub with a configuration.
+func startBenchHubWith(b *testing.B, users int, cfg transport.Config) benchHub {
+	b.Helper()
 	hb := hub.New(hub.Config{}, nil)
 	store, node := clustertest.Start(b, clustertest.WithConfig(func(c *cluster.Config) { c.ExpireEvery = time.Hour }), clustertest.WithApplied(hb))
-	api := transport.New(transport.Config{}, store, node, hb)
+	api := transport.New(cfg, store, node, hb)
 	b.Cleanup(func() { api.Close(context.Background()) })
 	h := benchHub{handler: api.Handler()}
 	for range users {
@@ -42,8 +48,9 @@ func startBenchHub(b *testing.B, users int) benchHub {
 // BenchmarkPublish measures single publishes through the handler with 256
 // concurrent publishers over a real node (raft, group commit, badger),
 // without the HTTP stack: the figure is the server's own cost.
-func BenchmarkPublish(b *testing.B) {
-	h := startBenchHub(b, 64)
+func BenchmarkPublish(b *testing.B) { benchPublish(b, startBenchHub(b, 64)) }
+
+func benchPublish(b *testing.B, h benchHub) {
 	body := strings.Repeat("x", 200)
 	b.SetParallelism(max(1, 256/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()

@@ -106,6 +106,9 @@ var errorTable = []wireError{
 	{hub.ErrDeviceDeleted, http.StatusGone, "device_deleted", "the device was deleted", false},
 	{hub.ErrClosed, http.StatusGone, "going_away", "the node is shutting down; reconnect", false},
 
+	// Limits (ratelimit.go): Retry-After comes from the bucket, not the table.
+	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "too many requests; retry after the Retry-After seconds", false},
+
 	// The cluster.
 	{errTooManyWaits, http.StatusTooManyRequests, "too_many_waits", "too many held waits; retry later", true},
 	{errNotReady, http.StatusServiceUnavailable, "not_ready", "the node is not ready", false},

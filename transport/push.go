@@ -340,6 +340,8 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			errs[i] = s.authFailed(r, errs[i])
 		}
 	}
+	// Items over a rate limit are refused here (ratelimit.go).
+	s.limitBatchItems(w, r, req.Messages, errs)
 	// Items to tokens that open nothing are refused here, not after a raft
 	// round (refuse.go).
 	if err := s.pushableItems(r, req.Messages, errs); err != nil {

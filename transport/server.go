@@ -41,6 +41,9 @@ type Config struct {
 	Limits Limits
 	// Quotas bounds what one user may hold (quotas.go).
 	Quotas Quotas
+	// RateLimits are the per-address, per-user and per-token limits
+	// (ratelimit.go); the zero value limits nothing.
+	RateLimits RateLimits
 }
 
 // The defaults of Config.
@@ -94,8 +97,9 @@ type Server struct {
 	receiptPolls receiptPolls // held GET /v1/receipts, ended by BeginClose
 	catchups     catchups     // coalesced catch-ups after lookups missed (consistency.go)
 
-	limits Limits   // cfg.Limits with defaults
-	waits  waitCaps // held waits per user, token and address
+	limits Limits      // cfg.Limits with defaults
+	waits  waitCaps    // held waits per user, token and address
+	rates  *rateLimits // ratelimit.go
 }
 
 // New returns a Server over store (for reads), c (for writes) and h (the
@@ -150,6 +154,8 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	s.bufs.New = func() any { b := make([]byte, 0, limit); return &b }
 	s.metrics = s.newMetrics()
 	s.initLimits()
+	s.rates = newRateLimits(cfg.RateLimits)
+	s.metrics.MustRegister(s.rates.collectors()...)
 	s.routes()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
@@ -192,8 +198,9 @@ const batchItemEnvelope = 512
 
 // Handler returns the HTTP handler of the API. Unknown paths and methods get
 // JSON error bodies like everything else. The /v1/ paths answer pages of any
-// origin (see cors).
-func (s *Server) Handler() http.Handler { return cors(s.bodyDeadlines(s.mux)) }
+// origin (see cors). An address over its failed-authentication limit is
+// refused the credentialed paths (authGate, ratelimit.go).
+func (s *Server) Handler() http.Handler { return cors(s.authGate(s.bodyDeadlines(s.mux))) }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
@@ -204,9 +211,9 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", s.metricsHandler())
 
 	// Publishers.
-	m.HandleFunc("POST /v1/push/{token}", s.handlePush)
+	m.HandleFunc("POST /v1/push/{token}", s.limitPush(s.handlePush))
 	m.HandleFunc("DELETE /v1/push/{token}", s.handleRevokeToken)
-	m.HandleFunc("POST /v1/push", s.handleBatch)
+	m.HandleFunc("POST /v1/push", s.limitBatchGate(s.handleBatch))
 	m.HandleFunc("GET /v1/messages/{id}", s.handleMessageStatus)
 	m.HandleFunc("GET /v1/receipts", s.handleReceipts)
 
@@ -222,13 +229,13 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /demo/{file}", s.handleDemoAsset)
 
 	// Users.
-	m.HandleFunc("POST /v1/users", s.handleCreateUser)
+	m.HandleFunc("POST /v1/users", s.limitRegister(s.handleCreateUser))
 	m.HandleFunc("DELETE /v1/users/me", s.handleDeleteUser)
-	m.HandleFunc("POST /v1/mailboxes", s.handleCreateMailbox)
+	m.HandleFunc("POST /v1/mailboxes", s.limitUser(s.rates.mailbox, s.handleCreateMailbox))
 	m.HandleFunc("GET /v1/mailboxes", s.handleListMailboxes)
 	m.HandleFunc("GET /v1/mailboxes/{id}", s.handleGetMailbox)
 	m.HandleFunc("DELETE /v1/mailboxes/{id}", s.handleRevokeMailbox)
-	m.HandleFunc("POST /v1/tickets", s.handleIssueTicket)
+	m.HandleFunc("POST /v1/tickets", s.limitUser(s.rates.ticket, s.handleIssueTicket))
 	m.HandleFunc("GET /v1/devices", s.handleListDevices)
 	m.HandleFunc("DELETE /v1/devices/{id}", s.handleDeleteDevice)
 

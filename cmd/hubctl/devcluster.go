@@ -66,6 +66,7 @@ func devCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		secretHint = fmt.Sprintf(`HUB_CLUSTER_SECRET="$(cat %s)"`, shellQuote(secretFile))
 	}
 	env := append(os.Environ(), "HUB_CLUSTER_SECRET="+secret)
+	env = append(env, devLimits()...)
 
 	var mu sync.Mutex // serialises lines on stdout and stderr
 	say := func(w io.Writer, format string, a ...any) {
@@ -212,4 +213,23 @@ func loadSecret(path string) (string, error) {
 	rand.Read(b)
 	s := hex.EncodeToString(b)
 	return s, os.WriteFile(path, []byte(s), 0o600)
+}
+
+// devLimits raise the nodes' rate limits far above what a load generator
+// on this machine sends: every client of a dev cluster is on loopback (one
+// address), and hubd's defaults are sized for production, where such a
+// client is an abuser (loadtest/cluster.sh drives tens of thousands of
+// publishes a second through it). A HUB_* variable already set wins, so a
+// limit can still be tried out here.
+func devLimits() []string {
+	var env []string
+	for _, l := range []string{"REGISTER", "AUTH_FAILURE", "TICKET", "MAILBOX", "PUBLISH_TOKEN", "PUBLISH_ADDRESS"} {
+		for suffix, v := range map[string]string{"_RATE": "1e9", "_BURST": "1000000000"} {
+			name := "HUB_" + l + suffix
+			if _, set := os.LookupEnv(name); !set {
+				env = append(env, name+"="+v)
+			}
+		}
+	}
+	return env
 }

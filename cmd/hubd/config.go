@@ -39,6 +39,7 @@ type config struct {
 	receipts receiptFlags // receipts.go
 	limits   limitFlags   // limits.go
 	quotas   quotaFlags   // quotas.go
+	rates    rateFlags    // ratelimits.go
 }
 
 // parseConfig reads flags, each defaulting to its HUB_* environment variable,
@@ -96,6 +97,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	c.receipts.define(parsed)
 	c.limits.define(parsed)
 	c.quotas.define(parsed)
+	c.rates.define(parsed)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")
 
 	if err := fs.Parse(args); err != nil {
@@ -146,6 +148,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("--poll-inactivity must be at least 1s")
 	case c.receipts.check() != nil:
 		return c, c.receipts.check()
+	case c.rates.check() != nil:
+		return c, c.rates.check()
 	}
 	return c, nil
 }

@@ -106,6 +106,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		Receipts:         dispatcher,
 		Limits:           cfg.limits.limits,
 		Quotas:           cfg.quotas.quotas,
+		RateLimits:       cfg.rates.config(),
 	}, store, node, sessions)
 	for _, c := range receiptMetrics(dispatcher) {
 		if err := api.Register(c); err != nil {

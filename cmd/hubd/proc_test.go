@@ -50,6 +50,19 @@ type proc struct {
 
 var listenLine = regexp.MustCompile(`listening on (http://\S+)`)
 
+// looseLimits raise hubd's rate limits far above what a test sends: the
+// defaults are sized for production, and these tests register many users
+// and publish fast from the one address 127.0.0.1. A test of the limits
+// passes its own flags after them (the last flag wins).
+var looseLimits = []string{
+	"--register-rate", "1e9", "--register-burst", "1000000000",
+	"--auth-failure-rate", "1e9", "--auth-failure-burst", "1000000000",
+	"--ticket-rate", "1e9", "--ticket-burst", "1000000000",
+	"--mailbox-rate", "1e9", "--mailbox-burst", "1000000000",
+	"--publish-token-rate", "1e9", "--publish-token-burst", "1000000000",
+	"--publish-address-rate", "1e9", "--publish-address-burst", "1000000000",
+}
+
 // startHubd runs hubd on dataDir and returns once it says it is ready: it has
 // replayed its log and elected itself.
 func startHubd(t *testing.T, dataDir string, args ...string) *proc {
@@ -60,10 +73,11 @@ func startHubd(t *testing.T, dataDir string, args ...string) *proc {
 }
 
 // launchHubd runs hubd on dataDir and returns at once, with the lines of its
-// stdout, which the caller must hand to waitReady (or drain).
+// stdout, which the caller must hand to waitReady (or drain). Its rate
+// limits are looseLimits.
 func launchHubd(t *testing.T, dataDir string, args ...string) (*proc, <-chan string) {
 	t.Helper()
-	args = append([]string{"--data", dataDir, "--listen", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, args...)
+	args = append(append([]string{"--data", dataDir, "--listen", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, looseLimits...), args...)
 	p := &proc{t: t, cmd: exec.Command(hubdBin, args...), exited: make(chan struct{})}
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()

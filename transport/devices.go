@@ -21,6 +21,7 @@ import (
 // Refusals of the device transports.
 var (
 	errProtocol       = errors.New("protocol error")
+	errTooBig         = errors.New("frame too large")
 	errBadWait        = errors.New("bad wait")
 	errRidWindow      = errors.New("rid out of window")
 	errSessionUnknown = errors.New("unknown session")
@@ -184,6 +185,7 @@ type endReason struct {
 
 var (
 	reasonProtocol      = endReason{"protocol_error", 4400, "protocol error"}
+	reasonTooBig        = endReason{"message_too_big", websocket.StatusMessageTooBig, "frame over 8 KiB"}
 	reasonTicketInvalid = endReason{"ticket_invalid", 4401, "invalid, expired or used ticket"}
 	reasonUserRevoked   = endReason{"user_revoked", 4403, "the user was deleted"}
 	reasonDeviceDeleted = endReason{"device_deleted", 4404, "the device was deleted"}

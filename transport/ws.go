@@ -19,6 +19,7 @@ import (
 
 const (
 	wsReadLimit    = 8 << 10          // largest client frame
+	wsDrainLimit   = 64 << 10         // bytes of an oversized frame read and dropped before its 1009
 	wsWriteTimeout = 10 * time.Second // one write to a device (a batch of frames); past it the device is too slow
 	wsTakeBatch    = 64               // messages taken from the session at a time
 
@@ -244,7 +245,6 @@ func (wc *wsConn) open() bool {
 		wc.close(reasonProtocol)
 		return false
 	}
-	wc.c.SetReadLimit(wsReadLimit)
 	b := data[:0]
 	sess, wel, err := wc.srv.openSession(context.Background(), f.hello, wc.wake)
 	if err != nil {
@@ -369,19 +369,26 @@ func (wc *wsConn) readFrame() bool {
 var wsInBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // read reads one frame's bytes into *bp. A binary frame closes the
-// connection with protocol_error; an oversized one is closed by the
-// websocket library with 1009.
+// connection with protocol_error; one over wsReadLimit with 1009.
+//
+// The limit is ours, not the library's (its read limit is off): the
+// library closes the socket at once when a frame passes its limit, with
+// the rest of the frame still unread in the kernel's buffer, and a socket
+// closed with unread bytes sends a reset that can overtake the close
+// frame, so the device saw a bare reset instead of 1009. Here the rest of
+// the frame is read and dropped first, up to wsDrainLimit, then closed.
 func (wc *wsConn) read(ctx context.Context, bp *[]byte) ([]byte, error) {
 	typ, r, err := wc.c.Reader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	b := (*bp)[:0]
+	lr := io.LimitReader(r, wsReadLimit+1)
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := r.Read(b[len(b):cap(b)])
+		n, err := lr.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			break
@@ -393,6 +400,11 @@ func (wc *wsConn) read(ctx context.Context, bp *[]byte) ([]byte, error) {
 	}
 	*bp = b
 	wc.heard.Store(time.Now().UnixNano())
+	if len(b) > wsReadLimit {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r, wsDrainLimit))
+		wc.close(reasonTooBig)
+		return nil, errTooBig
+	}
 	if typ != websocket.MessageText {
 		wc.close(reasonProtocol)
 		return nil, errProtocol

@@ -3,6 +3,7 @@
 #
 #   loadtest/cluster.sh              # throughput on a 3-node cluster, then failover time
 #   DUR=5 ROUNDS=3 loadtest/cluster.sh
+#   WRK_ONLY=1 loadtest/cluster.sh   # the wrk publish runs only (before/after comparisons)
 #
 # It builds hubd, hubctl and loadtest/failover, runs `hubctl dev-cluster`
 # (three hubd on 127.0.0.1:18081-18083, all on this machine with the load
@@ -62,6 +63,7 @@ for p in 18081 18082 18083; do
 done
 wait "${WRKS[@]}" # not a bare wait: that would wait for the cluster too
 run "batch publishes (100 a request), c=16, to the leader" -t2 -c16 -s loadtest/wrk/batch.lua "$LEADER"
+if [[ -n ${WRK_ONLY:-} ]]; then exit 0; fi # cleanup stops the cluster
 NODES=http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083
 echo "== hubload throughput, $RATE/s over three nodes"
 "$WORK/hubload" throughput --nodes "$NODES" --admin-token bench --users 2500 --devices 2 --rate "$RATE" \

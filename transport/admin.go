@@ -79,7 +79,7 @@ func (s *Server) admin(h func(w http.ResponseWriter, r *http.Request, a Admin)) 
 			return
 		}
 		if _, ok := s.isAdmin(r); !ok {
-			s.writeError(w, r, errUnauthorized)
+			s.writeError(w, r, s.authFailed(r, errUnauthorized))
 			return
 		}
 		a, ok := s.cluster.(Admin)

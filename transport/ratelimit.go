@@ -202,6 +202,24 @@ func (rl *rateLimits) addrKey(a netip.Addr) uint64 {
 // key is the key of a user id or a token.
 func (rl *rateLimits) key(s string) uint64 { return maphash.String(rl.seed, s) }
 
+// failed counts a refused credential against the request's address: the
+// refusals a guess gets, 401 (wrong user secret, admin token, mailbox token
+// for status or receipts, ticket). A publish to an unknown or revoked token
+// (404, 410) is not counted: an app's backend meets those in normal work,
+// and publishes have their own limits. r is nil where no request is at
+// hand (a device hello's ticket); such a failure is counted in /metrics
+// only.
+func (rl *rateLimits) failed(r *http.Request, err error) {
+	if we, _ := lookup(err); we.status != http.StatusUnauthorized {
+		return
+	}
+	rl.authFailures.Add(1)
+	if rl.authFail == nil || r == nil {
+		return
+	}
+	rl.authFail.take(rl.authFail.bucket(rl.addrKey(rl.client(r))), 1, rl.now())
+}
+
 // credentialed reports whether a path takes credentials, so that an address
 // over its failed-authentication limit is refused it: the API, the device
 // transports and the admin API. Health checks, /metrics, the static files

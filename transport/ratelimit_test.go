@@ -130,6 +130,44 @@ func TestRateLimitRegistrationPerAddress(t *testing.T) {
 	}
 }
 
+func TestRateLimitFailedAuthenticationBlocksTheAddress(t *testing.T) {
+	cfg := limitsConfig(transport.RateLimits{AuthFailure: slow(4)})
+	cfg.AdminToken = "the-admin-token"
+	h := startHub(t, cfg)
+	acct := h.newAccount(t)
+	a, b := h.from(t, "127.0.0.2"), h.from(t, "127.0.0.3")
+
+	// A publish to an unknown token is not a guess that counts (404).
+	a.expect(t, http.StatusNotFound, "POST", "/v1/push/"+mailbox.NewToken(), nil, "x")
+	// Four wrong credentials: user secrets, the admin token, a mailbox
+	// token.
+	a.expect(t, http.StatusUnauthorized, "GET", "/v1/devices", bearer(mailbox.NewSecret(acct.userID)), "")
+	a.expect(t, http.StatusUnauthorized, "GET", "/admin/v1/status", bearer("not-the-admin-token"), "")
+	a.expect(t, http.StatusUnauthorized, "GET", "/v1/messages/"+acct.messageID, bearer(mailbox.NewToken()), "")
+	a.expect(t, http.StatusUnauthorized, "POST", "/v1/tickets", bearer("not-a-secret"), "")
+
+	// Over the limit, the address is refused whatever it brings, before
+	// its credentials are looked at.
+	a.expectLimited(t, "GET", "/v1/devices", bearer(acct.secret), "")
+	a.expectLimited(t, "GET", "/admin/v1/status", bearer(cfg.AdminToken), "")
+	a.expectLimited(t, "POST", "/v1/push/"+acct.token, nil, "hello")
+	a.expectLimited(t, "POST", "/v1/tickets", bearer(acct.secret), "")
+	// What takes no credentials still answers.
+	a.expect(t, http.StatusOK, "GET", "/healthz", nil, "")
+
+	// Another address is not blocked.
+	b.expect(t, http.StatusOK, "GET", "/v1/devices", bearer(acct.secret), "")
+	b.expect(t, http.StatusCreated, "POST", "/v1/push/"+acct.token, nil, "hello")
+
+	body := string(h.expect(t, http.StatusOK, "GET", "/metrics", nil, "").body)
+	if got := metricValue(body, `hub_rate_limited_total{limit="auth_failure"}`); got != "4" {
+		t.Errorf(`hub_rate_limited_total{limit="auth_failure"} = %q, want 4`, got)
+	}
+	if got := metricValue(body, "hub_auth_failures_total"); got != "4" {
+		t.Errorf("hub_auth_failures_total = %q, want 4", got)
+	}
+}
+
 func TestRateLimitTicketsAndMailboxesPerUser(t *testing.T) {
 	h := startHub(t, limitsConfig(transport.RateLimits{Ticket: slow(2), Mailbox: slow(2)}))
 	one, two := h.newAccount(t), h.newAccount(t) // one mailbox each: one left

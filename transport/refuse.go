@@ -25,7 +25,7 @@ import (
 // failed authentications has one place to hook into. It returns err. r is
 // nil for a WebSocket hello, whose upgrade request is over by then.
 func (s *Server) authFailed(r *http.Request, err error) error {
-	_ = r
+	s.rates.failed(r, err) // ratelimit.go
 	return err
 }
 

@@ -31,7 +31,7 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, errRegistrationShut)
 			return
 		default:
-			s.writeError(w, r, errUnauthorized)
+			s.writeError(w, r, s.authFailed(r, errUnauthorized))
 			return
 		}
 	}

@@ -34,17 +34,19 @@ fi
 pkg=github.com/notifyhub/hub/internal/version
 ldflags="-s -w -X $pkg.Version=$VERSION -X $pkg.Commit=$COMMIT"
 
-# Warn (not fail) when a hubd flag has no line in the default environment
-# file, so the shipped /etc/default/hubd keeps listing every setting.
+# Fail when a hubd flag has no line in the default environment file, so the
+# shipped /etc/default/hubd keeps listing every setting (CI runs this).
 go build -o dist/.host/hubd ./cmd/hubd
 # nfpm for this machine, built once (under GOARCH=arm64 `go run` would
 # build an arm64 nfpm).
 GOBIN=$PWD/dist/.host go install "$NFPM"
+missing=0
 for f in $(env -i dist/.host/hubd --help 2>&1 | sed -n 's/^  -\([a-z0-9-]*\).*/\1/p'); do
   [ "$f" = version ] && continue
   var=HUB_$(echo "$f" | tr 'a-z-' 'A-Z_')
-  grep -q "^#\?$var=" packaging/hubd.env || echo "WARNING: packaging/hubd.env has no $var (flag --$f)" >&2
+  grep -q "^#\?$var=" packaging/hubd.env || { echo "build.sh: packaging/hubd.env has no $var (flag --$f): add it" >&2; missing=1; }
 done
+[ "$missing" = 0 ] || exit 1
 
 rm -rf dist/*.tar.gz dist/*.deb dist/SHA256SUMS  # only this build's files
 mkdir -p dist

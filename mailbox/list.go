@@ -2,7 +2,6 @@ package mailbox
 
 import (
 	"bytes"
-	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -81,14 +80,9 @@ func (s *Store) UserMailboxes(userID, after string, limit int) ([]Mailbox, error
 			}
 		}
 		it.Close()
-		for _, id := range ids {
-			var mb Mailbox
-			if err := getJSON(txn, mailboxKey(id), &mb); err != nil {
-				return fmt.Errorf("mailbox %s of user %s: %w", id, userID, err)
-			}
-			out = append(out, mb)
-		}
-		return nil
+		var err error
+		out, err = readMailboxes(txn, userID, ids)
+		return err
 	})
 	return out, s.readErr(err, nil)
 }

@@ -80,16 +80,24 @@ func (s *Store) Mailboxes(userID string) ([]Mailbox, error) {
 			ids = append(ids, string(k[len(prefix):]))
 			return true
 		})
-		for _, id := range ids {
-			var mb Mailbox
-			if err := getJSON(txn, mailboxKey(id), &mb); err != nil {
-				return fmt.Errorf("mailbox %s of user %s: %w", id, userID, err)
-			}
-			out = append(out, mb)
-		}
-		return nil
+		var err error
+		out, err = readMailboxes(txn, userID, ids)
+		return err
 	})
 	return out, s.readErr(err, nil)
+}
+
+// readMailboxes reads the user's mailboxes with these ids, in order.
+func readMailboxes(txn *badger.Txn, userID string, ids []string) ([]Mailbox, error) {
+	var out []Mailbox
+	for _, id := range ids {
+		var mb Mailbox
+		if err := getJSON(txn, mailboxKey(id), &mb); err != nil {
+			return nil, fmt.Errorf("mailbox %s of user %s: %w", id, userID, err)
+		}
+		out = append(out, mb)
+	}
+	return out, nil
 }
 
 // Status returns a message's status, or ErrMessageUnknown.

@@ -485,6 +485,11 @@ func (l *limiter) find(key uint64) *rate.Limiter {
 	sh := &l.shards[key%limiterShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return sh.touch(key)
+}
+
+// touch returns key's bucket, or nil, and marks it used. sh.mu is held.
+func (sh *limiterShard) touch(key uint64) *rate.Limiter {
 	if e, ok := sh.keys[key]; ok {
 		sh.lru.MoveToFront(e)
 		return e.Value.(*bucket).lim
@@ -498,9 +503,8 @@ func (l *limiter) bucket(key uint64) *rate.Limiter {
 	sh := &l.shards[key%limiterShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.keys[key]; ok {
-		sh.lru.MoveToFront(e)
-		return e.Value.(*bucket).lim
+	if lim := sh.touch(key); lim != nil {
+		return lim
 	}
 	if sh.lru.Len() >= sh.max {
 		old := sh.lru.Back()

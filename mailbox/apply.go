@@ -57,6 +57,9 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, []Event, error) {
 	if err := a.txn.Commit(); err != nil {
 		return Result{}, nil, fmt.Errorf("mailbox: commit %v at index %d: %w", cmd.Kind, index, err)
 	}
+	if cmd.Kind == KindRevokeMailbox || cmd.Kind == KindDeleteUser {
+		s.live.closed() // after the commit: a token read open before it is not kept
+	}
 	s.applied.Store(index)
 	s.lastAt.Store(at)
 	s.issued, s.sealed = a.issued, a.sealed

@@ -122,6 +122,7 @@ func (s *Store) Restore(r io.Reader) error {
 		if err := s.db.DropAll(); err != nil {
 			return false, fmt.Errorf("mailbox: restore: drop state: %w", err)
 		}
+		s.live.closed()
 		wb = s.db.NewWriteBatch()
 		return true, nil
 	}, func(k, v []byte) error {
@@ -136,6 +137,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("mailbox: restore: %w", err)
 	}
+	s.live.closed() // every token is as the backup says now
 	return s.loadApplied()
 }
 

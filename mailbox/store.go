@@ -23,6 +23,8 @@ type Store struct {
 	issued   Seq   // the highest seq ever issued, to any user
 	sealed   int64 // publishes are refused until this clock (a restore under way)
 	restored atomic.Uint64
+
+	live liveTokens // tokens seen open, for TokenOpen (livetokens.go)
 }
 
 // Options configure Open.

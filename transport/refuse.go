@@ -34,18 +34,15 @@ func (s *Server) authFailed(r *http.Request, err error) error {
 // mailbox.ErrTokenRevoked (410). A follower that cannot catch up does not
 // refuse: the publish goes to the log, which decides (or answers 503).
 func (s *Server) pushable(r *http.Request, token string) error {
-	mb, err := s.store.MailboxByToken(token)
+	err := s.store.TokenOpen(token)
 	if errors.Is(err, mailbox.ErrTokenUnknown) {
 		again, final := s.afterMiss(r.Context())
 		if !final {
 			return nil
 		}
 		if again {
-			mb, err = s.store.MailboxByToken(token)
+			err = s.store.TokenOpen(token)
 		}
-	}
-	if err == nil && mb.Revoked() {
-		err = mailbox.ErrTokenRevoked
 	}
 	if isCredentialRefusal(err) {
 		return s.authFailed(r, err)
@@ -59,13 +56,7 @@ func (s *Server) pushable(r *http.Request, token string) error {
 // all misses share one catch-up. A store failure is returned whole.
 func (s *Server) pushableItems(r *http.Request, msgs []batchItem, errs []error) error {
 	known := make(map[string]error) // token -> nil, ErrTokenUnknown or ErrTokenRevoked
-	look := func(token string) error {
-		mb, err := s.store.MailboxByToken(token)
-		if err == nil && mb.Revoked() {
-			err = mailbox.ErrTokenRevoked
-		}
-		return err
-	}
+	look := s.store.TokenOpen
 	missed := false
 	for i := range msgs {
 		if errs[i] != nil {

@@ -31,6 +31,7 @@ type Node struct {
 	mux   *http.ServeMux
 	inner *http.Server // the internal HTTP, served on nodeNet's HTTP streams
 	bolt  *raftboltdb.BoltStore
+	snaps *raft.FileSnapshotStore // read by the metrics (metrics.go)
 	obs   *raft.Observer
 
 	// replayTo is the index of the last command in the local log at Open:
@@ -183,6 +184,7 @@ func Open(cfg Config, store *mailbox.Store, applied Applied) (n *Node, err error
 		creds:    creds,
 		mux:      http.NewServeMux(),
 		bolt:     bolt,
+		snaps:    snaps,
 		replayTo: replayTo,
 		fresh:    !has,
 		client:   newClient(nn),

@@ -88,6 +88,9 @@ func New(cfg Config) (*Guard, error) {
 // Floor is the free space below which a node stops applying entries.
 func (g *Guard) Floor() uint64 { return g.cfg.Reserve / 2 }
 
+// Reserve is the free space below which writes are refused.
+func (g *Guard) Reserve() uint64 { return g.cfg.Reserve }
+
 // Start begins reading free space every Config.Every, on a goroutine that
 // Close stops.
 func (g *Guard) Start() {

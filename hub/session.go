@@ -49,6 +49,24 @@ type Session struct {
 	drops  uint64             // live messages dropped while behind
 	err    error              // why the session ended; nil while it is open
 	done   chan struct{}
+	live   Observer // takes the delay of each live message handed out; may be nil
+}
+
+// Observer takes one value; a prometheus.Observer (a histogram) satisfies
+// it. Observe must be safe for concurrent use and must not block.
+type Observer interface {
+	Observe(float64)
+}
+
+// ObserveLive makes the session report, for every message its transport
+// takes from the live queue (pushed when it was applied, not read back from
+// the store), the seconds from the message's acceptance (its At, the
+// leader's clock) to now. Backlog read from the store is not reported: it
+// measures how long the device was away, not the hub.
+func (s *Session) ObserveLive(o Observer) {
+	s.mu.Lock()
+	s.live = o
+	s.mu.Unlock()
 }
 
 // Done is closed when the session ends; Err then says why.
@@ -149,6 +167,12 @@ func (s *Session) takeQueued(limit int, upTo mailbox.Seq) []*mailbox.Message {
 	out := append([]*mailbox.Message(nil), s.queue[:n]...)
 	s.queue = append(s.queue[:0], s.queue[n:]...)
 	s.sent = max(s.sent, out[n-1].Seq)
+	if s.live != nil {
+		now := time.Now().UnixNano()
+		for _, m := range out {
+			s.live.Observe(float64(max(now-m.At, 0)) / 1e9)
+		}
+	}
 	return out
 }
 

@@ -112,17 +112,18 @@ func (s *Server) openPoll(w http.ResponseWriter, r *http.Request, req *pollReque
 		return
 	}
 	ps.sid, ps.sess = wel.session, sess
+	s.sessionOpened(kindPoll, sess)
 	// The session may hold a request as long as it lives: it counts
 	// against its user's and its address's waits until it ends.
 	release, err := s.acquireDeviceWait(r, wel.user)
 	if err != nil {
-		sess.Close()
+		s.sessionEnded(kindPoll, sess, endRefused)
 		s.writeError(w, r, err)
 		return
 	}
 	ps.release = release
 	if !s.sids.add(ps.sid, sidEntry{sess: sess, poll: ps}) {
-		sess.Close()
+		s.sessionEnded(kindPoll, sess, reasonGoingAway.code)
 		s.writeError(w, r, cluster.ErrClosed)
 		return
 	}
@@ -259,11 +260,12 @@ func (ps *pollSession) idleCheck() {
 		ps.idle.Reset(d)
 		return
 	}
-	ps.drop()
+	ps.drop(endInactive)
 }
 
-// drop ends the session and forgets its sid. ps.mu is held.
-func (ps *pollSession) drop() {
+// drop ends the session and forgets its sid; why is the end's reason in
+// /metrics unless the hub ended the session first. ps.mu is held.
+func (ps *pollSession) drop(why string) {
 	if ps.gone {
 		return
 	}
@@ -271,7 +273,7 @@ func (ps *pollSession) drop() {
 	if ps.idle != nil {
 		ps.idle.Stop()
 	}
-	ps.sess.Close()
+	ps.srv.sessionEnded(kindPoll, ps.sess, why)
 	if ps.release != nil {
 		ps.release()
 	}
@@ -283,7 +285,7 @@ func (ps *pollSession) drop() {
 func (ps *pollSession) close() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.drop()
+	ps.drop(reasonGoingAway.code)
 }
 
 // serve serves a request after the first: rid is checked against the
@@ -305,7 +307,7 @@ func (ps *pollSession) serve(w http.ResponseWriter, r *http.Request, rid uint64,
 			// of it) hears why, and so does the next request; after that
 			// the session is unknown.
 			if !following {
-				ps.drop()
+				ps.drop(endDisconnected) // the hub's reason is counted
 			}
 			ps.mu.Unlock()
 			s.writeError(w, r, err)
@@ -375,7 +377,7 @@ func (ps *pollSession) serve(w http.ResponseWriter, r *http.Request, rid uint64,
 // terminate ends the session at the client's request.
 func (ps *pollSession) terminate(w http.ResponseWriter, me *pollHold) {
 	ps.mu.Lock()
-	ps.drop()
+	ps.drop(endTerminated)
 	close(me.done)
 	ps.mu.Unlock()
 	b := append([]byte(`{"sid":`), appendString(nil, ps.sid)...)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/notifyhub/hub/mailbox"
@@ -217,7 +218,11 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	start := time.Now()
 	out, err := s.cluster.Publish(r.Context(), []mailbox.PublishItem{item})
+	if err == nil {
+		s.m.commitSingle.Observe(time.Since(start).Seconds())
+	}
 	if err == nil && len(out) != 1 {
 		err = errors.New("transport: publish: want 1 result, got " + strconv.Itoa(len(out)))
 	}
@@ -373,7 +378,11 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 
 	published := make([]*mailbox.PublishedItem, len(req.Messages))
 	if len(items) > 0 {
+		start := time.Now()
 		out, err := s.cluster.Publish(r.Context(), items)
+		if err == nil {
+			s.m.commitBatch.Observe(time.Since(start).Seconds())
+		}
 		if err == nil && len(out) != len(items) {
 			err = errors.New("transport: batch: want " + strconv.Itoa(len(items)) +
 				" results, got " + strconv.Itoa(len(out)))

@@ -87,6 +87,7 @@ type Server struct {
 	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
 
 	metrics *prometheus.Registry // GET /metrics
+	m       *serverMetrics       // the transport's own series (sessionmetrics.go)
 
 	ws        wsConns
 	sids      sidRegistry        // long-poll and SSE sessions
@@ -157,6 +158,8 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 	s.rates = newRateLimits(cfg.RateLimits)
 	s.metrics.MustRegister(s.rates.collectors()...)
 	s.routes()
+	s.m = newServerMetrics(s)
+	s.metrics.MustRegister(s.m.collectors...)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
 	s.bg.Add(1)
@@ -200,7 +203,10 @@ const batchItemEnvelope = 512
 // JSON error bodies like everything else. The /v1/ paths answer pages of any
 // origin (see cors). An address over its failed-authentication limit is
 // refused the credentialed paths (authGate, ratelimit.go).
-func (s *Server) Handler() http.Handler { return cors(s.authGate(s.bodyDeadlines(s.mux))) }
+// Every request is counted by route and status (httpmetrics.go).
+func (s *Server) Handler() http.Handler {
+	return s.m.http.wrap(cors(s.authGate(s.bodyDeadlines(s.mux))))
+}
 
 func (s *Server) routes() {
 	m := http.NewServeMux()

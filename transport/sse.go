@@ -47,7 +47,8 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	defer sess.Close()
+	s.sessionOpened(kindSSE, sess)
+	defer s.sessionEnded(kindSSE, sess, endDisconnected)
 	release, err := s.acquireDeviceWait(r, wel.user)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -89,6 +89,7 @@ type wsConn struct {
 	writing atomic.Bool  // a writer goroutine runs
 	pingDue atomic.Bool  // the pinger asked for a ping frame
 	slot    uint8        // in the registry
+	why     uint8        // the first close's reason (endReasonIndex), under mu; 0: none
 
 	// mu orders closing against buffered: once a close has begun, its
 	// handshake reads br on the closing goroutine.
@@ -252,6 +253,7 @@ func (wc *wsConn) open() bool {
 		return false
 	}
 	wc.sess = sess
+	wc.srv.sessionOpened(kindWS, sess)
 	b = wc.srv.appendWelcome(append(b[:0], `{"type":"welcome",`...), wel)
 	b = append(b, '}')
 	if !wc.send(b) {
@@ -265,7 +267,10 @@ func (wc *wsConn) open() bool {
 // finish releases the connection: the session, the socket, the registry.
 func (wc *wsConn) finish() {
 	if wc.sess != nil {
-		wc.sess.Close()
+		wc.mu.Lock()
+		why := wc.why
+		wc.mu.Unlock()
+		wc.srv.sessionEnded(kindWS, wc.sess, endReasonName(why))
 	}
 	wc.c.CloseNow()
 	wc.srv.ws.remove(wc)
@@ -442,6 +447,9 @@ const wsCloseGrace = time.Second
 func (wc *wsConn) close(r endReason) {
 	wc.mu.Lock()
 	closing := wc.closing.Swap(true)
+	if !closing {
+		wc.why = endReasonIndex(r)
+	}
 	wc.mu.Unlock()
 	if closing {
 		return

@@ -116,6 +116,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err := api.Register(buildInfoMetric(version.Get())); err != nil {
 		log.Warn("metrics: build info", "err", err)
 	}
+	for _, c := range append(dispatcher.Collectors(), node.Collector(), storageMetrics(store, cfg.dataDir, disk.Reserve())) {
+		if err := api.Register(c); err != nil {
+			log.Warn("metrics: node", "err", err)
+		}
+	}
 	// No ReadTimeout or WriteTimeout: either would cut event streams,
 	// held long-polls and receipt waits, WebSockets and backups. The header
 	// has ReadHeaderTimeout, a body its deadline in the transport, and the

@@ -130,6 +130,7 @@ type Dispatcher struct {
 	done    chan struct{} // closed when the leadership loop returns
 
 	feed feed
+	m    *dispatchMetrics // metrics.go
 
 	sent     atomic.Uint64
 	failed   atomic.Uint64
@@ -169,6 +170,7 @@ func New(cfg Config, store Store) *Dispatcher {
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		feed:       feed{waiters: make(map[string]*waiter)},
+		m:          newDispatchMetrics(),
 	}
 }
 

@@ -396,6 +396,7 @@ func (e *endpoint) send(b *box, probe bool) (empty bool) {
 	}
 	e.setFailing(false)
 	d.sent.Add(uint64(len(entries)))
+	d.m.sent(entries, time.Now())
 	b.attempt, b.next = 0, time.Time{}
 	e.settled(b, entries[0].Seq, entries[len(entries)-1].Seq, false)
 	return false
@@ -449,12 +450,19 @@ func (e *endpoint) post(entries []mailbox.OutboxEntry) error {
 	req.Header.Set("User-Agent", "notifyhub-receipts/1")
 	req.Header.Set(MailboxHeader, entries[0].MailboxID)
 	req.Header.Set(SignatureHeader, Sign(entries[0].Secret, time.Now(), b))
+	start := time.Now()
 	res, err := d.client.Do(req)
 	if err != nil {
+		d.m.postFailed.Observe(time.Since(start).Seconds())
 		return err
 	}
 	_, rerr := io.Copy(io.Discard, io.LimitReader(res.Body, d.cfg.MaxResponse))
 	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		d.m.postFailed.Observe(time.Since(start).Seconds())
+	} else {
+		d.m.postOK.Observe(time.Since(start).Seconds())
+	}
 	if res.StatusCode/100 != 2 {
 		return fmt.Errorf("receipts: %s answered %d", e.url, res.StatusCode)
 	}

@@ -163,7 +163,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	})
 	g.Go(func() error { return internal.serve() })
 	g.Go(func() error {
-		pubTLS.reloadOnHUP(gctx, func(line string) { fmt.Fprintln(stdout, line) })
+		pubTLS.reloadOnHUP(gctx, log, func(line string) { fmt.Fprintln(stdout, line) })
 		return nil
 	})
 	g.Go(func() error { return joinCluster(gctx, cfg, node, ln.Addr(), log) })

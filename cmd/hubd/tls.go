@@ -68,11 +68,10 @@ func newPublicTLS(f servingFlags, dataDir string, log *slog.Logger) (*publicTLS,
 // reloadOnHUP rereads the certificate files on every SIGHUP until ctx ends.
 // Open connections keep the certificate they shook hands with; new
 // handshakes get the new one. A pair that does not load is logged and the
-// old one stays. Each reload that took is announced on stdout for scripts.
-func (p *publicTLS) reloadOnHUP(ctx context.Context, announce func(string)) {
-	if p == nil || p.files == nil {
-		return
-	}
+// old one stays. Each reload is announced on stdout for scripts. Without
+// certificate files a SIGHUP is logged and ignored: it never stops hubd
+// (systemctl reload is always safe).
+func (p *publicTLS) reloadOnHUP(ctx context.Context, log *slog.Logger, announce func(string)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -81,8 +80,13 @@ func (p *publicTLS) reloadOnHUP(ctx context.Context, announce func(string)) {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			if p == nil || p.files == nil {
+				log.Info("SIGHUP: nothing to reload (no --tls-cert)")
+				announce("hubd: SIGHUP: nothing to reload")
+				continue
+			}
 			if err := p.files.load(); err != nil {
-				p.files.log.Error("tls: reload on SIGHUP failed; keeping the old certificate", "err", err)
+				log.Error("tls: reload on SIGHUP failed; keeping the old certificate", "err", err)
 				announce("hubd: tls certificate reload failed; the old one stays")
 				continue
 			}

@@ -288,3 +288,19 @@ func TestTLSReloadKeepsSessions(t *testing.T) {
 	ws.Close(websocket.StatusNormalClosure, "")
 	p.stop()
 }
+
+// TestSIGHUPWithoutTLS: a plain node takes SIGHUP (systemctl reload) and
+// keeps serving.
+func TestSIGHUPWithoutTLS(t *testing.T) {
+	p, _, lines := startHubdLines(t, t.TempDir())
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	awaitLine(t, p, lines, "hubd: SIGHUP: nothing to reload")
+	if s := call(t, "GET", p.url+"/healthz", "", nil, "", nil); s != http.StatusOK {
+		t.Fatalf("GET /healthz after SIGHUP: %d", s)
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	p.stop()
+}

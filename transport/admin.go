@@ -53,18 +53,18 @@ const peerTimeout = 2 * time.Second
 //go:embed web/admin.html
 var adminPage []byte
 
-func (s *Server) adminRoutes(m *http.ServeMux) {
-	m.HandleFunc("GET /admin", s.handleAdminPage)
-	m.HandleFunc("GET /admin/v1/status", s.admin(s.handleAdminStatus))
-	m.HandleFunc("GET /admin/v1/members", s.admin(s.handleAdminMembers))
-	m.HandleFunc("POST /admin/v1/members", s.admin(s.handleAdminJoin))
-	m.HandleFunc("DELETE /admin/v1/members/{id}", s.admin(s.handleAdminRemove))
-	m.HandleFunc("POST /admin/v1/transfer-leadership", s.admin(s.handleAdminTransfer))
-	m.HandleFunc("POST /admin/v1/snapshot", s.admin(s.handleAdminSnapshot))
-	m.HandleFunc("GET /admin/v1/backup", s.admin(s.handleAdminBackup))
-	m.HandleFunc("POST /admin/v1/restore", s.admin(s.handleAdminRestore))
-	m.HandleFunc("GET /admin/v1/users", s.admin(s.handleAdminUsers))
-	m.HandleFunc("GET /admin/v1/mailboxes", s.admin(s.handleAdminMailboxes))
+func (s *Server) adminRoutes(handle func(pattern string, h http.Handler)) {
+	handle("GET /admin", http.HandlerFunc(s.handleAdminPage))
+	handle("GET /admin/v1/status", s.admin(s.handleAdminStatus))
+	handle("GET /admin/v1/members", s.admin(s.handleAdminMembers))
+	handle("POST /admin/v1/members", s.admin(s.handleAdminJoin))
+	handle("DELETE /admin/v1/members/{id}", s.admin(s.handleAdminRemove))
+	handle("POST /admin/v1/transfer-leadership", s.admin(s.handleAdminTransfer))
+	handle("POST /admin/v1/snapshot", s.admin(s.handleAdminSnapshot))
+	handle("GET /admin/v1/backup", s.admin(s.handleAdminBackup))
+	handle("POST /admin/v1/restore", s.admin(s.handleAdminRestore))
+	handle("GET /admin/v1/users", s.admin(s.handleAdminUsers))
+	handle("GET /admin/v1/mailboxes", s.admin(s.handleAdminMailboxes))
 
 	if a, ok := s.cluster.(Admin); ok {
 		a.HandleInternal("GET /internal/v1/status", http.HandlerFunc(s.handleInternalStatus))

@@ -71,8 +71,12 @@ func validLabel(s string) bool {
 	return true
 }
 
-// pushURL is the absolute URL a publisher posts to, as this request reached us.
-func pushURL(r *http.Request, token string) string {
+// pushURL is the absolute URL a publisher posts to: under the public URL
+// when one is configured, else as this request reached us.
+func (s *Server) pushURL(r *http.Request, token string) string {
+	if s.publicURL != "" {
+		return s.publicURL + "/v1/push/" + token
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -125,13 +129,13 @@ func (s *Server) handleCreateMailbox(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errors.New("transport: create mailbox: no mailbox in the result"))
 		return
 	}
-	w.Header().Set("Location", "/v1/mailboxes/"+id)
+	w.Header().Set("Location", s.pathPrefix+"/v1/mailboxes/"+id)
 	w.Header().Set("Cache-Control", "no-store")
 	s.writeJSON(w, r, http.StatusCreated, createMailboxResponse{
 		MailboxID:     id,
 		Label:         req.Label,
 		Token:         token,
-		PushURL:       pushURL(r, token),
+		PushURL:       s.pushURL(r, token),
 		ReceiptURL:    req.ReceiptURL,
 		ReceiptSecret: receiptSecret,
 		CreatedAt:     wireTime(res.Mailbox.CreatedAt),

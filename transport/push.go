@@ -239,7 +239,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h["Location"] = []string{"/v1/messages/" + res.Status.ID}
+	h["Location"] = []string{s.pathPrefix + "/v1/messages/" + res.Status.ID}
 	if res.Duplicate {
 		h["Idempotent-Replayed"] = replayedTrue
 	}

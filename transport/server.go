@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,15 @@ type Config struct {
 	PollWaitMax      time.Duration // longest wait of a long-poll request; default 60s (whole seconds)
 	PollInactivity   time.Duration // a long-poll session with no request for this long ends; default 60s
 	Logger           *slog.Logger  // nil discards
+
+	// PublicURL is the base URL clients reach this hub at, such as
+	// "https://hub.example" or "https://example.com/hub": every URL the hub
+	// hands out (a mailbox's push_url, the Location of a new message or
+	// mailbox) is built from it. "" builds push_url from each request's
+	// scheme and Host, and Locations are path-absolute ("/v1/...").
+	// New panics on a PublicURL that is not an absolute http(s) URL
+	// without query or fragment (see CheckPublicURL).
+	PublicURL string
 
 	// ReceiptURLs decides which receipt URLs a new mailbox may have; the
 	// zero value is https to public addresses only (hub/receipts).
@@ -79,12 +89,17 @@ type Server struct {
 	cluster Cluster
 	hub     *hub.Hub
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     *http.ServeMux // every route: Handler
+	pubMux  *http.ServeMux // the public API: PublicHandler
+	opMux   *http.ServeMux // the operators' routes: InternalHandler
 
 	maxTTLSeconds     int64
 	defaultTTLSeconds int64
 	batchBodyLimit    int64
 	bufs              sync.Pool // *[]byte of cap PayloadLimit+1, for push bodies
+
+	publicURL  string // cfg.PublicURL without its trailing slash; "" when unset
+	pathPrefix string // its path without the trailing slash, for Locations
 
 	metrics *prometheus.Registry // GET /metrics
 	m       *serverMetrics       // the transport's own series (sessionmetrics.go)
@@ -143,6 +158,13 @@ func New(cfg Config, store *mailbox.Store, c Cluster, h *hub.Hub) *Server {
 
 		receiptPolls: receiptPolls{done: make(chan struct{})},
 	}
+	if cfg.PublicURL != "" {
+		u, err := CheckPublicURL(cfg.PublicURL)
+		if err != nil {
+			panic("transport: " + err.Error())
+		}
+		s.publicURL, s.pathPrefix = strings.TrimRight(cfg.PublicURL, "/"), strings.TrimRight(u.Path, "/")
+	}
 	s.defaultTTLSeconds = min(int64(cfg.DefaultTTL/time.Second), s.maxTTLSeconds)
 	if int64(cfg.DefaultTTL/time.Second) > s.maxTTLSeconds {
 		s.log.Warn("transport: DefaultTTL is over MaxTTL; using MaxTTL",
@@ -196,6 +218,21 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 }
 
+// CheckPublicURL parses a Config.PublicURL: an absolute http or https URL
+// with a host and no query, fragment or user information.
+func CheckPublicURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("public URL %q: %w", raw, err)
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+		return nil, fmt.Errorf("public URL %q: need an absolute http:// or https:// URL", raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "":
+		return nil, fmt.Errorf("public URL %q: no query, fragment or user information", raw)
+	}
+	return u, nil
+}
+
 // batchItemEnvelope is the room a batch item takes besides its data.
 const batchItemEnvelope = 512
 
@@ -208,56 +245,89 @@ func (s *Server) Handler() http.Handler {
 	return s.m.http.wrap(cors(s.authGate(s.bodyDeadlines(s.mux))))
 }
 
-func (s *Server) routes() {
-	m := http.NewServeMux()
-	s.mux = m
+// PublicHandler is Handler without the operators' routes (/metrics, /admin
+// and /admin/v1/...): what a node serves on its public port when it has an
+// internal listener for those. /healthz and /readyz stay on both.
+func (s *Server) PublicHandler() http.Handler {
+	return s.m.http.wrap(cors(s.authGate(s.bodyDeadlines(s.pubMux))))
+}
 
-	m.HandleFunc("GET /healthz", s.handleHealthz)
-	m.HandleFunc("GET /readyz", s.handleReadyz)
-	m.Handle("GET /metrics", s.metricsHandler())
+// InternalHandler serves the operators' routes only (/metrics, /admin,
+// /admin/v1/..., /healthz, /readyz), for an internal listener. It sends no
+// CORS headers: no page of another origin is meant to call it.
+func (s *Server) InternalHandler() http.Handler {
+	return s.m.http.wrap(s.authGate(s.bodyDeadlines(s.opMux)))
+}
+
+func (s *Server) routes() {
+	s.mux, s.pubMux, s.opMux = http.NewServeMux(), http.NewServeMux(), http.NewServeMux()
+	// Every route is on mux (Handler); the public API also on pubMux
+	// (PublicHandler), the operators' routes also on opMux (InternalHandler).
+	pub := func(pattern string, h http.HandlerFunc) {
+		s.mux.Handle(pattern, h)
+		s.pubMux.Handle(pattern, h)
+	}
+	op := func(pattern string, h http.Handler) {
+		s.mux.Handle(pattern, h)
+		s.opMux.Handle(pattern, h)
+	}
+
+	// Health checks answer on both ports: load balancers probe the public
+	// one, orchestrators often the internal one.
+	for _, m := range []*http.ServeMux{s.mux, s.pubMux, s.opMux} {
+		m.HandleFunc("GET /healthz", s.handleHealthz)
+		m.HandleFunc("GET /readyz", s.handleReadyz)
+	}
+	op("GET /metrics", s.metricsHandler())
 
 	// Publishers.
-	m.HandleFunc("POST /v1/push/{token}", s.limitPush(s.handlePush))
-	m.HandleFunc("DELETE /v1/push/{token}", s.handleRevokeToken)
-	m.HandleFunc("POST /v1/push", s.limitBatchGate(s.handleBatch))
-	m.HandleFunc("GET /v1/messages/{id}", s.handleMessageStatus)
-	m.HandleFunc("GET /v1/receipts", s.handleReceipts)
+	pub("POST /v1/push/{token}", s.limitPush(s.handlePush))
+	pub("DELETE /v1/push/{token}", s.handleRevokeToken)
+	pub("POST /v1/push", s.limitBatchGate(s.handleBatch))
+	pub("GET /v1/messages/{id}", s.handleMessageStatus)
+	pub("GET /v1/receipts", s.handleReceipts)
 
 	// Devices.
-	m.HandleFunc("GET /v1/ws", s.handleWS)
-	m.HandleFunc("POST /v1/poll", s.handlePoll)
-	m.HandleFunc("GET /v1/sse", s.handleSSE)
-	m.HandleFunc("POST /v1/ack", s.handleAck)
+	pub("GET /v1/ws", s.handleWS)
+	pub("POST /v1/poll", s.handlePoll)
+	pub("GET /v1/sse", s.handleSSE)
+	pub("POST /v1/ack", s.handleAck)
 
 	// The browser client and the demo page (web.go).
-	m.HandleFunc("GET /v1/hub.js", s.handleHubJS)
-	m.HandleFunc("GET /{$}", s.handleDemo)
-	m.HandleFunc("GET /demo/{file}", s.handleDemoAsset)
+	pub("GET /v1/hub.js", s.handleHubJS)
+	pub("GET /{$}", s.handleDemo)
+	pub("GET /demo/{file}", s.handleDemoAsset)
 
 	// Users.
-	m.HandleFunc("POST /v1/users", s.limitRegister(s.handleCreateUser))
-	m.HandleFunc("DELETE /v1/users/me", s.handleDeleteUser)
-	m.HandleFunc("POST /v1/mailboxes", s.limitUser(s.rates.mailbox, s.handleCreateMailbox))
-	m.HandleFunc("GET /v1/mailboxes", s.handleListMailboxes)
-	m.HandleFunc("GET /v1/mailboxes/{id}", s.handleGetMailbox)
-	m.HandleFunc("DELETE /v1/mailboxes/{id}", s.handleRevokeMailbox)
-	m.HandleFunc("POST /v1/tickets", s.limitUser(s.rates.ticket, s.handleIssueTicket))
-	m.HandleFunc("GET /v1/devices", s.handleListDevices)
-	m.HandleFunc("DELETE /v1/devices/{id}", s.handleDeleteDevice)
+	pub("POST /v1/users", s.limitRegister(s.handleCreateUser))
+	pub("DELETE /v1/users/me", s.handleDeleteUser)
+	pub("POST /v1/mailboxes", s.limitUser(s.rates.mailbox, s.handleCreateMailbox))
+	pub("GET /v1/mailboxes", s.handleListMailboxes)
+	pub("GET /v1/mailboxes/{id}", s.handleGetMailbox)
+	pub("DELETE /v1/mailboxes/{id}", s.handleRevokeMailbox)
+	pub("POST /v1/tickets", s.limitUser(s.rates.ticket, s.handleIssueTicket))
+	pub("GET /v1/devices", s.handleListDevices)
+	pub("DELETE /v1/devices/{id}", s.handleDeleteDevice)
 
 	// Operators, and the calls between nodes (admin.go).
-	s.adminRoutes(m)
+	s.adminRoutes(op)
 
 	// Everything else: 404 or 405, as JSON.
-	m.HandleFunc("/", s.handleNoRoute)
+	for _, m := range []*http.ServeMux{s.mux, s.pubMux, s.opMux} {
+		m.HandleFunc("/", s.noRoute(m))
+	}
 }
 
 // probeMethods are the methods tried to tell a 405 from a 404.
 var probeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
-// handleNoRoute answers a request no route took: 405 with Allow when the path
-// exists for other methods, else 404.
-func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+// noRoute answers a request no route of m took: 405 with Allow when the path
+// exists on m for other methods, else 404.
+func (s *Server) noRoute(m *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(m, w, r) }
+}
+
+func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	var allow []string
 	for _, m := range probeMethods {
 		if m == r.Method {
@@ -265,7 +335,7 @@ func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
 			allow = append(allow, m)
 			if m == http.MethodGet {
 				allow = append(allow, http.MethodHead)

@@ -40,6 +40,7 @@ type config struct {
 	limits   limitFlags   // limits.go
 	quotas   quotaFlags   // quotas.go
 	rates    rateFlags    // ratelimits.go
+	serving  servingFlags // serving.go: TLS, ACME, public URL, internal listener
 }
 
 // parseConfig reads flags, each defaulting to its HUB_* environment variable,
@@ -98,6 +99,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	c.limits.define(parsed)
 	c.quotas.define(parsed)
 	c.rates.define(parsed)
+	c.serving.define(parsed)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")
 
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +130,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, err
 	}
 	if err := c.quotas.check(); err != nil {
+		return c, err
+	}
+	if err := c.serving.check(); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {

@@ -107,6 +107,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		Limits:           cfg.limits.limits,
 		Quotas:           cfg.quotas.quotas,
 		RateLimits:       cfg.rates.config(),
+		PublicURL:        cfg.serving.publicURL,
 	}, store, node, sessions)
 	for _, c := range receiptMetrics(dispatcher) {
 		if err := api.Register(c); err != nil {
@@ -125,8 +126,13 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	// held long-polls and receipt waits, WebSockets and backups. The header
 	// has ReadHeaderTimeout, a body its deadline in the transport, and the
 	// streams set a deadline on each write.
+	pubTLS, err := newPublicTLS(cfg.serving, cfg.dataDir, log) // tls.go
+	if err != nil {
+		return errors.Join(err, closeEngines())
+	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
+		TLSConfig:         pubTLS.tlsConfig(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		MaxHeaderBytes:    cfg.limits.maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
@@ -143,14 +149,26 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 			log.Warn("metrics: connections", "err", err)
 		}
 	}
+	internal, err := listenInternal(cfg, srv, api, log) // internal.go
+	if err != nil {
+		return errors.Join(err, ln.Close(), closeEngines())
+	}
 	// Tests and scripts read this line to find the port.
-	fmt.Fprintf(stdout, "hubd: node %s listening on http://%s (raft %s, data %s)\n", cfg.nodeID, ln.Addr(), node.Addr(), cfg.dataDir)
+	fmt.Fprintf(stdout, "hubd: node %s listening on %s://%s (raft %s, data %s)\n", cfg.nodeID, cfg.serving.scheme(), ln.Addr(), node.Addr(), cfg.dataDir)
+	if internal != nil {
+		fmt.Fprintf(stdout, "hubd: internal (metrics, admin) on http://%s\n", internal.addr)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := pubTLS.serve(srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
+		return nil
+	})
+	g.Go(func() error { return internal.serve() })
+	g.Go(func() error {
+		pubTLS.reloadOnHUP(gctx, log, func(line string) { fmt.Fprintln(stdout, line) })
 		return nil
 	})
 	g.Go(func() error { return joinCluster(gctx, cfg, node, ln.Addr(), log) })
@@ -171,7 +189,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		// held polls and event streams are answered) and their last acks
 		// are committed; then the HTTP requests drain.
 		sessions.Close(sctx)
-		return errors.Join(srv.Shutdown(sctx), api.Close(sctx), dispatcher.Close(sctx))
+		return errors.Join(srv.Shutdown(sctx), internal.shutdown(sctx), api.Close(sctx), dispatcher.Close(sctx))
 	})
 	err = g.Wait()
 	// Sessions and requests are done: stop raft, then close the store.
@@ -183,7 +201,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 func joinCluster(ctx context.Context, cfg config, node *cluster.Node, addr net.Addr, log *slog.Logger) error {
 	api := cfg.advertise
 	if api == "" {
-		api = "http://" + addr.String()
+		api = cfg.serving.publicURL
+	}
+	if api == "" {
+		api = cfg.serving.scheme() + "://" + addr.String()
 	}
 	node.SetAPIAddr(api)
 	if cfg.join == "" || !node.Fresh() {

@@ -48,7 +48,7 @@ type proc struct {
 	stderr logBuffer
 }
 
-var listenLine = regexp.MustCompile(`listening on (http://\S+)`)
+var listenLine = regexp.MustCompile(`listening on (https?://\S+)`)
 
 // looseLimits raise hubd's rate limits far above what a test sends: the
 // defaults are sized for production, and these tests register many users

@@ -4,6 +4,7 @@
 // memory again, and prints the difference per connection.
 //
 //	wsidle --url http://127.0.0.1:8080 --pid $(pgrep hubd) --conns 15000
+//	wsidle --url https://127.0.0.1:8443 --ca ca.pem ...   # wss, trusting ca.pem
 //
 // Every device dials from this host's one address, so hubd must allow that
 // many connections per address (hubd --max-conns-per-addr 20000; the
@@ -33,6 +34,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -60,6 +63,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 6*time.Minute, "longest wait for the server's memory to settle, per reading")
 	flag.DurationVar(&o.hold, "hold", 0, "keep the connections open (answering pings) this long after measuring, to profile the server")
 	flag.BoolVar(&o.residual, "residual", false, "then close the connections, let the server settle again and report what they left behind")
+	flag.StringVar(&o.caFile, "ca", "", "PEM file of the CA to trust for an https --url (the devices then use wss)")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
 	if o.pid == 0 {
@@ -80,13 +84,26 @@ type options struct {
 	conns, perUser, parallel, msgs int
 	settle, hold                   time.Duration
 	residual                       bool
+	caFile                         string
 }
 
 // user is one registered user and, with --msgs, its mailbox's token.
 type user struct{ secret, token string }
 
 func run(ctx context.Context, o options) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.parallel}}
+	tr := &http.Transport{MaxIdleConnsPerHost: o.parallel}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca %s: no certificate", o.caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool} // HTTP/1.1, as a browser's WebSocket
+	}
+	client := &http.Client{Transport: tr}
 	users := make([]user, (o.conns+o.perUser-1)/o.perUser)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.parallel)

@@ -11,7 +11,7 @@ type Config struct {
 	// NodeID is the raft server id; default "node1".
 	NodeID string
 	// RaftAddr is the TCP address raft binds and advertises, such as
-	// "127.0.0.1:7946". A port of 0 picks a free port, and the bound address
+	// "127.0.0.1:8079". A port of 0 picks a free port, and the bound address
 	// is advertised. The host must be an address peers can dial (not 0.0.0.0).
 	RaftAddr string
 	// Dir holds the raft state: raft.db (raft-boltdb: log and stable store)

@@ -42,7 +42,7 @@ go build -o dist/.host/hubd ./cmd/hubd
 GOBIN=$PWD/dist/.host go install "$NFPM"
 missing=0
 for f in $(env -i dist/.host/hubd --help 2>&1 | sed -n 's/^  -\([a-z0-9-]*\).*/\1/p'); do
-  [ "$f" = version ] && continue
+  case $f in version|print-config) continue ;; esac
   var=HUB_$(echo "$f" | tr 'a-z-' 'A-Z_')
   grep -q "^#\?$var=" packaging/hubd.env || { echo "build.sh: packaging/hubd.env has no $var (flag --$f): add it" >&2; missing=1; }
 done

@@ -33,8 +33,12 @@ type config struct {
 	pollInactivity   time.Duration
 	sessionQueue     int
 	logLevel         slog.Level
-	showVersion      bool   // --version: print the build and exit (main.go)
-	diskReserve      uint64 // free bytes below which writes are refused; 0: diskguard.DefaultReserve
+	showVersion      bool          // --version: print the build and exit (main.go)
+	printConfig      bool          // --print-config: print the effective settings and exit (main.go)
+	configFile       string        // --config: the TOML file (config_file.go)
+	logFormat        string        // text or json
+	flags            *flag.FlagSet // the parsed flags, for --print-config
+	diskReserve      uint64        // free bytes below which writes are refused; 0: diskguard.DefaultReserve
 
 	receipts receiptFlags // receipts.go
 	limits   limitFlags   // limits.go
@@ -43,39 +47,36 @@ type config struct {
 	serving  servingFlags // serving.go: TLS, ACME, public URL, internal listener
 }
 
-// parseConfig reads flags, each defaulting to its HUB_* environment variable,
-// then to the embedded default.
-func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, error) {
+// envName is the HUB_* variable of flag name: payload-limit is
+// HUB_PAYLOAD_LIMIT (ff's mapping, with the prefix HUB).
+func envName(name string) string {
+	return "HUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseConfig reads the settings with ff (config_file.go): a flag on the
+// command line wins over its HUB_* variable, which wins over the config
+// file's key of the flag's name, which wins over the built-in default.
+func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
-	var envErr error
-	env := func(name string) (string, bool) {
-		return lookupEnv("HUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
-	}
 	str := func(p *string, name, def, usage string) {
-		if v, ok := env(name); ok {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage)
+		fs.StringVar(p, name, def, usage+" ("+envName(name)+")")
 	}
 	parsed := func(v flag.Value, name, usage string) {
-		if s, ok := env(name); ok {
-			if err := v.Set(s); err != nil && envErr == nil {
-				envErr = fmt.Errorf("HUB_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err)
-			}
-		}
-		fs.Var(v, name, usage)
+		fs.Var(v, name, usage+" ("+envName(name)+")")
 	}
 	c.bootstrap, c.openRegistration = true, true
 	c.payloadLimit = 4096
 	c.defaultTTL, c.maxTTL, c.shutdownGrace = 24*time.Hour, 28*24*time.Hour, 10*time.Second
 	c.pingInterval, c.sessionQueue = 25*time.Second, 1024
 	c.pollWaitMax, c.pollInactivity = 60*time.Second, 60*time.Second
+	c.logFormat = "text"
 
+	str(&c.configFile, "config", "", "TOML file of settings whose keys are these flags' names (payload-limit = 8192); a flag or HUB_* variable wins over it")
 	str(&c.dataDir, "data", "./data", "data directory: badger state in state/, raft log and snapshots in raft/")
 	str(&c.listen, "listen", "127.0.0.1:8080", "HTTP listen address (port 0 picks a free one; the address is printed)")
 	str(&c.nodeID, "node-id", "node1", "raft server id of this node")
-	str(&c.raftAddr, "raft-addr", "127.0.0.1:7946", "raft TCP address, bound and advertised")
+	str(&c.raftAddr, "raft-addr", "127.0.0.1:"+defaultRaftPort, "raft TCP address, bound and advertised")
 	str(&c.adminToken, "admin-token", "", "bearer token for admin calls; empty refuses them")
 	str(&c.clusterSecret, "cluster-secret", "", "shared secret the nodes authenticate each other with (every raft and internal connection); it or the TLS files are needed for more than one node")
 	str(&c.clusterTLSCA, "cluster-tls-ca", "", "mutual TLS between nodes: PEM file of the CA that signs every node's certificate")
@@ -94,23 +95,26 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 	parsed(durationValue{&c.pollInactivity}, "poll-inactivity", "a long-poll session with no request for this long ends")
 	parsed(intValue{&c.sessionQueue}, "session-queue", "messages a device session may hold unsent before it is closed as too slow")
 	parsed(levelValue{&c.logLevel}, "log-level", "debug, info, warn or error")
+	parsed(choiceValue{&c.logFormat, []string{"text", "json"}}, "log-format", "text (logfmt key=value lines) or json (one JSON object a line), both from log/slog")
 	parsed(sizeValue{&c.diskReserve}, "disk-reserve", "free space kept on the data filesystems: below it writes get 507 disk_full, below half of it applying pauses (units B, KB, MB, GB, KiB, MiB, GiB); 0 is 640MiB, what badger's files, raft's log and a compaction may still need")
 	c.receipts.define(parsed)
 	c.limits.define(parsed)
 	c.quotas.define(parsed)
 	c.rates.define(parsed)
 	c.serving.define(parsed)
-	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (no HUB_* variable)")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&c.printConfig, "print-config", false, "print the effective settings as a TOML config file, secrets masked, and exit")
 
-	if err := fs.Parse(args); err != nil {
+	if err := parseLayers(fs, args); err != nil {
+		if c.showVersion {
+			return c, nil // whatever else is wrong, --version answers
+		}
 		return c, err
 	}
 	if c.showVersion {
-		return c, nil // whatever else is wrong, --version answers
+		return c, nil
 	}
-	if envErr != nil {
-		return c, envErr
-	}
+	c.flags = fs
 	tlsFiles := 0
 	for _, f := range []string{c.clusterTLSCA, c.clusterTLSCert, c.clusterTLSKey} {
 		if f != "" {
@@ -223,3 +227,25 @@ func (v levelValue) String() string {
 	return v.p.String()
 }
 func (v levelValue) Set(s string) error { return v.p.UnmarshalText([]byte(s)) }
+
+// choiceValue is a string that must be one of choices.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func (v choiceValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v choiceValue) Set(s string) error {
+	for _, c := range v.choices {
+		if s == c {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", s, strings.Join(v.choices, ", "))
+}

@@ -2,8 +2,9 @@
 //
 // With no flags it runs the embedded default: one node that bootstraps
 // itself, data in ./data, HTTP on 127.0.0.1:8080. Every flag has a HUB_*
-// environment variable (flag --payload-limit is HUB_PAYLOAD_LIMIT); a flag
-// given on the command line wins over the environment.
+// environment variable (flag --payload-limit is HUB_PAYLOAD_LIMIT) and a key
+// in the TOML file --config names (payload-limit = 8192); a flag given on
+// the command line wins over the environment, which wins over the file.
 //
 // hubd is the only place that wires the packages together: the mailbox
 // store, the raft node that applies the log into it, the hub of device
@@ -37,7 +38,7 @@ import (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.LookupEnv)
+	cfg, err := parseConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -47,6 +48,13 @@ func main() {
 	}
 	if cfg.showVersion {
 		fmt.Println(version.Get().String("hubd"))
+		return
+	}
+	if cfg.printConfig {
+		if err := printConfig(os.Stdout, cfg.flags); err != nil {
+			fmt.Fprintln(os.Stderr, "hubd:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,7 +68,7 @@ func main() {
 // run starts the node and serves until ctx ends, then shuts down in layers:
 // HTTP first, then raft, then the store.
 func run(ctx context.Context, cfg config, stdout io.Writer) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	log := newLogger(cfg, os.Stderr) // config_file.go
 
 	disk, ok, err := openDiskGuard(ctx, cfg, log) // disk.go
 	if err != nil || !ok {

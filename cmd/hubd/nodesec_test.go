@@ -30,7 +30,7 @@ func TestJoinWithoutCredentialsRefused(t *testing.T) {
 			t.Errorf("hubd %q said %q, want %q", tc.args, out, tc.want)
 		}
 	}
-	if _, err := parseConfig([]string{"--join", "127.0.0.1:7946", "--cluster-tls-ca", "a", "--cluster-tls-cert", "b", "--cluster-tls-key", "c"}, noEnv); err != nil {
+	if _, err := parseConfig([]string{"--join", "127.0.0.1:7946", "--cluster-tls-ca", "a", "--cluster-tls-cert", "b", "--cluster-tls-key", "c"}); err != nil {
 		t.Errorf("--join with TLS files: %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestRateLimitFlags(t *testing.T) {
-	c, err := parseConfig(nil, noEnv)
+	c, err := parseConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +28,10 @@ func TestRateLimitFlags(t *testing.T) {
 		t.Fatal("a production default is off")
 	}
 
-	env := map[string]string{"HUB_REGISTER_RATE": "30/m", "HUB_PUBLISH_TOKEN_BURST": "7", "HUB_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"}
-	c, err = parseConfig([]string{"--ticket-rate", "0", "--register-burst", "3"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	t.Setenv("HUB_REGISTER_RATE", "30/m")
+	t.Setenv("HUB_PUBLISH_TOKEN_BURST", "7")
+	t.Setenv("HUB_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")
+	c, err = parseConfig([]string{"--ticket-rate", "0", "--register-burst", "3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func TestRateLimitFlags(t *testing.T) {
 		{"--rate-limit-keys", "0"},
 		{"--trusted-proxies", "10.0.0.0/33"},
 	} {
-		if _, err := parseConfig(args, noEnv); err == nil {
+		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%q: accepted", args)
 		}
 	}

@@ -176,15 +176,15 @@ func TestReceiptsSurviveKill(t *testing.T) {
 }
 
 func TestReceiptFlags(t *testing.T) {
-	c, err := parseConfig(nil, noEnv)
+	c, err := parseConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p := c.receipts.policy(); p.AllowHTTP || p.AllowPrivate || c.receipts.retryFor != 24*time.Hour {
 		t.Fatalf("receipt defaults: %+v", c.receipts)
 	}
-	c, err = parseConfig([]string{"--receipt-allow-private", "--receipt-retry-for", "2h"},
-		func(k string) (string, bool) { return "true", k == "HUB_RECEIPT_ALLOW_HTTP" })
+	t.Setenv("HUB_RECEIPT_ALLOW_HTTP", "true")
+	c, err = parseConfig([]string{"--receipt-allow-private", "--receipt-retry-for", "2h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestReceiptFlags(t *testing.T) {
 		{"--receipt-timeout", "0s"},
 		{"--receipt-allow-http=maybe"},
 	} {
-		if _, err := parseConfig(args, noEnv); err == nil {
+		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%q: accepted", args)
 		}
 	}

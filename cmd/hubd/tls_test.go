@@ -76,12 +76,12 @@ func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	replaceFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	replaceFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
 
-// writeFile replaces name atomically, as a certificate tool would.
-func writeFile(t *testing.T, name string, b []byte) {
+// replaceFile replaces name atomically, as a certificate tool would.
+func replaceFile(t *testing.T, name string, b []byte) {
 	t.Helper()
 	tmp := name + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -273,7 +273,7 @@ func TestTLSReloadKeepsSessions(t *testing.T) {
 	expect("msg", "after")
 
 	// A bad pair: the good one stays.
-	writeFile(t, keyFile, []byte("not a key"))
+	replaceFile(t, keyFile, []byte("not a key"))
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	awaitLine(t, p, lines, "hubd: tls certificate reload failed; the old one stays")
 	if got := servedSerial(t, addr, ca.pool); got != 200 {

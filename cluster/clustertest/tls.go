@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -54,12 +55,29 @@ func NewCA(t testing.TB) *CA {
 // returns its certificate and key files.
 func (ca *CA) Issue(t testing.TB, name string) (certFile, keyFile string) {
 	t.Helper()
+	dir, err := os.MkdirTemp(ca.dir, name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "node.pem"), filepath.Join(dir, "node.key")
+	ca.IssueTo(t, name, certFile, keyFile)
+	return certFile, keyFile
+}
+
+// IssueTo writes a certificate for name (also valid for localhost and
+// 127.0.0.1, usable as server and client) into certFile and its key into
+// keyFile, each replaced atomically as a certificate tool would, and returns
+// the certificate's serial number, by which a test tells one from the next.
+func (ca *CA) IssueTo(t testing.TB, name, certFile, keyFile string) *big.Int {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -71,14 +89,16 @@ func (ca *CA) Issue(t testing.TB, name string) (certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp(ca.dir, name+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "node.pem"), filepath.Join(dir, "node.key")
 	writePEM(t, certFile, "CERTIFICATE", der)
 	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
+	return tmpl.SerialNumber
+}
+
+// Pool is a certificate pool holding only the CA, for a client to trust.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
@@ -97,9 +117,15 @@ func serial(t testing.TB) *big.Int {
 	return n
 }
 
+// writePEM replaces path atomically (a temporary file renamed over it), so
+// that a reader reloading it never sees half a file.
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }

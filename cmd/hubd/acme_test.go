@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/notifyhub/hub/cluster/clustertest"
 )
 
 // pebbleBin finds pebble, the ACME test server (.ci/run installs it with go
@@ -39,12 +41,12 @@ func pebbleBin(t *testing.T) string {
 // startPebble runs pebble on loopback, its own https from a certificate of
 // ca, validating every challenge (PEBBLE_VA_ALWAYS_VALID: no DNS), and
 // returns its directory URL and its management address.
-func startPebble(t *testing.T, ca *testCA) (dirURL, mgmt string) {
+func startPebble(t *testing.T, ca *clustertest.CA) (dirURL, mgmt string) {
 	t.Helper()
 	bin := pebbleBin(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, 7, certFile, keyFile)
+	ca.IssueTo(t, "pebble", certFile, keyFile)
 	listen, mgmt := freeAddr(t), freeAddr(t)
 	cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt,
@@ -109,13 +111,10 @@ func startPebble(t *testing.T, ca *testCA) (dirURL, mgmt string) {
 // the API with it, and after a restart serves it from the cache in the data
 // directory with the ACME server gone.
 func TestACMEWithPebble(t *testing.T) {
-	ca := newTestCA(t)
+	ca := clustertest.NewCA(t)
 	dirURL, mgmt := startPebble(t, ca)
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "acme-ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	caFile := ca.File
 	data := filepath.Join(dir, "data")
 	args := []string{"--acme-domain", "hub.test", "--acme-email", "ops@hub.test", "--acme-dir-url", dirURL, "--acme-ca", caFile}
 	p := startHubd(t, data, args...)
@@ -124,7 +123,7 @@ func TestACMEWithPebble(t *testing.T) {
 	}
 
 	// Pebble's root, from its management interface.
-	mc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}, Timeout: 30 * time.Second}
+	mc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}, Timeout: 30 * time.Second}
 	res, err := mc.Get("https://" + mgmt + "/roots/0")
 	if err != nil {
 		t.Fatalf("pebble root: %v", err)

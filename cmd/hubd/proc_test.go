@@ -41,14 +41,18 @@ func TestMain(m *testing.M) {
 
 // proc is a running hubd child process.
 type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	url    string
-	exited chan struct{} // closed when the process has exited and its output is read
-	stderr logBuffer
+	t        *testing.T
+	cmd      *exec.Cmd
+	url      string
+	internal string        // the internal listener's URL, when hubd printed one
+	exited   chan struct{} // closed when the process has exited and its output is read
+	stderr   logBuffer
 }
 
-var listenLine = regexp.MustCompile(`listening on (https?://\S+)`)
+var (
+	listenLine   = regexp.MustCompile(`listening on (https?://\S+)`)
+	internalLine = regexp.MustCompile(`internal \(metrics, admin\) on (http://\S+)`)
+)
 
 // looseLimits raise hubd's rate limits far above what a test sends: the
 // defaults are sized for production, and these tests register many users
@@ -109,6 +113,18 @@ func launchHubd(t *testing.T, dataDir string, args ...string) (*proc, <-chan str
 // waitReady reads p's stdout lines until hubd says it is ready, then keeps
 // draining them.
 func (p *proc) waitReady(lines <-chan string) {
+	p.t.Helper()
+	p.readUntilReady(lines)
+	go func() { // keep draining stdout until exit
+		for range lines {
+		}
+	}()
+}
+
+// readUntilReady reads p's stdout lines until hubd says it is ready, taking
+// the public (and any internal) listener's URL from the lines before it. The
+// lines after ready are left to the caller.
+func (p *proc) readUntilReady(lines <-chan string) {
 	t := p.t
 	t.Helper()
 	timeout := time.After(60 * time.Second) // failsafe only
@@ -121,14 +137,13 @@ func (p *proc) waitReady(lines <-chan string) {
 			if m := listenLine.FindStringSubmatch(line); m != nil {
 				p.url = m[1]
 			}
+			if m := internalLine.FindStringSubmatch(line); m != nil {
+				p.internal = m[1]
+			}
 			if line == "hubd: ready" {
 				if p.url == "" {
 					t.Fatal("hubd was ready before it said where it listens")
 				}
-				go func() { // keep draining stdout until exit
-					for range lines {
-					}
-				}()
 				return
 			}
 		case <-timeout:

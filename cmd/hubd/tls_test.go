@@ -2,123 +2,31 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/notifyhub/hub/cluster/clustertest"
 )
-
-// testCA signs certificates for 127.0.0.1 in tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-	pem  []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hub test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a certificate for 127.0.0.1 and localhost with serial into
-// certFile and its key into keyFile.
-func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: fmt.Sprintf("hub %d", serial)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replaceFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	replaceFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-}
-
-// replaceFile replaces name atomically, as a certificate tool would.
-func replaceFile(t *testing.T, name string, b []byte) {
-	t.Helper()
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
-var internalLine = regexp.MustCompile(`internal \(metrics, admin\) on (http://\S+)`)
 
 // startHubdLines is startHubd that keeps hubd's stdout lines after ready
 // for the test, and returns the internal listener's URL if it printed one.
 func startHubdLines(t *testing.T, dataDir string, args ...string) (p *proc, internal string, lines <-chan string) {
 	t.Helper()
-	p, all := launchHubd(t, dataDir, args...)
-	timeout := time.After(60 * time.Second) // failsafe only
-	for {
-		select {
-		case line, ok := <-all:
-			if !ok {
-				t.Fatalf("hubd exited before it was ready; stderr:\n%s", p.stderr.String())
-			}
-			if m := listenLine.FindStringSubmatch(line); m != nil {
-				p.url = m[1]
-			}
-			if m := internalLine.FindStringSubmatch(line); m != nil {
-				internal = m[1]
-			}
-			if line == "hubd: ready" {
-				return p, internal, all
-			}
-		case <-timeout:
-			t.Fatalf("hubd not ready after 60s; stderr:\n%s", p.stderr.String())
-		}
-	}
+	p, lines = launchHubd(t, dataDir, args...)
+	p.readUntilReady(lines)
+	return p, p.internal, lines
 }
 
 // awaitLine reads lines until one equals want.
@@ -142,14 +50,14 @@ func awaitLine(t *testing.T, p *proc, lines <-chan string, want string) {
 
 // servedSerial shakes hands with addr and returns the serial of the
 // certificate it shows, verified against pool.
-func servedSerial(t *testing.T, addr string, pool *x509.CertPool) int64 {
+func servedSerial(t *testing.T, addr string, pool *x509.CertPool) *big.Int {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	if err != nil {
 		t.Fatalf("tls handshake with %s: %v", addr, err)
 	}
 	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber
 }
 
 // TestTLSReloadKeepsSessions runs hubd with TLS from files, a public URL and
@@ -160,9 +68,9 @@ func servedSerial(t *testing.T, addr string, pool *x509.CertPool) int64 {
 // keep the good one.
 func TestTLSReloadKeepsSessions(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t)
+	ca := clustertest.NewCA(t)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, 100, certFile, keyFile)
+	first := ca.IssueTo(t, "hub 1", certFile, keyFile)
 	p, internal, lines := startHubdLines(t, filepath.Join(dir, "data"),
 		"--tls-cert", certFile, "--tls-key", keyFile,
 		"--internal-listen", "127.0.0.1:0", "--public-url", "https://hub.example/base/")
@@ -170,7 +78,7 @@ func TestTLSReloadKeepsSessions(t *testing.T) {
 		t.Fatalf("hubd said it listens on %q, internal %q", p.url, internal)
 	}
 	addr := strings.TrimPrefix(p.url, "https://")
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	defer client.CloseIdleConnections()
 	do := func(method, url, bearer, body string, out any) int {
 		t.Helper()
@@ -257,27 +165,32 @@ func TestTLSReloadKeepsSessions(t *testing.T) {
 	}
 	publish("before")
 	expect("msg", "before")
-	if got := servedSerial(t, addr, ca.pool); got != 100 {
-		t.Fatalf("serial %d before the reload, want 100", got)
+	if got := servedSerial(t, addr, ca.Pool()); got.Cmp(first) != 0 {
+		t.Fatalf("serial %v before the reload, want %v", got, first)
 	}
 
 	// A new pair and SIGHUP: new handshakes see it, the WebSocket stays.
-	ca.issue(t, 200, certFile, keyFile)
+	second := ca.IssueTo(t, "hub 2", certFile, keyFile)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	awaitLine(t, p, lines, "hubd: tls certificate reloaded")
-	if got := servedSerial(t, addr, ca.pool); got != 200 {
-		t.Fatalf("serial %d after the reload, want 200", got)
+	if got := servedSerial(t, addr, ca.Pool()); got.Cmp(second) != 0 {
+		t.Fatalf("serial %v after the reload, want %v", got, second)
 	}
 	client.CloseIdleConnections() // the next publish shakes hands anew
 	publish("after")
 	expect("msg", "after")
 
 	// A bad pair: the good one stays.
-	replaceFile(t, keyFile, []byte("not a key"))
+	if err := os.WriteFile(keyFile+".tmp", []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(keyFile+".tmp", keyFile); err != nil { // atomically, as a certificate tool would
+		t.Fatal(err)
+	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	awaitLine(t, p, lines, "hubd: tls certificate reload failed; the old one stays")
-	if got := servedSerial(t, addr, ca.pool); got != 200 {
-		t.Fatalf("serial %d after a bad reload, want 200", got)
+	if got := servedSerial(t, addr, ca.Pool()); got.Cmp(second) != 0 {
+		t.Fatalf("serial %v after a bad reload, want %v", got, second)
 	}
 	publish("still")
 	expect("msg", "still")

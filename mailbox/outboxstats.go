@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 
@@ -9,31 +10,33 @@ import (
 
 // OutboxStats returns how many receipts wait in the outbox and the time
 // (unix ns) the oldest of them was decided, 0 when the outbox is empty.
-// It reads every outbox key (not the values) and each mailbox's oldest
-// entry: meant for a metrics scrape, not for a hot path.
+// One pass over the outbox keys in one transaction: a value is read only
+// for each mailbox's first key, its oldest entry (keys are o/{mailbox}/{seq},
+// in seq order). Meant for a metrics scrape, not for a hot path.
 func (s *Store) OutboxStats() (depth int, oldest int64, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix()})
 		defer it.Close()
+		var mailbox []byte // the current key's mailbox part: o/{mailbox}/
 		for it.Rewind(); it.Valid(); it.Next() {
 			depth++
+			k := it.Item().Key()
+			if len(k) < 8 || bytes.Equal(k[:len(k)-8], mailbox) {
+				continue
+			}
+			mailbox = append(mailbox[:0], k[:len(k)-8]...)
+			var e OutboxEntry
+			if err := it.Item().Value(func(v []byte) error { return unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if oldest == 0 || e.At < oldest {
+				oldest = e.At
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, 0, s.readErr(err, nil)
-	}
-	if depth == 0 {
-		return 0, 0, nil
-	}
-	heads, err := s.OutboxHeads("", 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, h := range heads {
-		if oldest == 0 || h.At < oldest {
-			oldest = h.At
-		}
 	}
 	return depth, oldest, nil
 }

@@ -301,3 +301,31 @@ func TestReplayMakesNoSecondReceipt(t *testing.T) {
 		t.Fatalf("%d receipts after a replay", n)
 	}
 }
+
+// OutboxStats counts every waiting receipt and finds the oldest decision
+// among the mailboxes' heads, whichever mailbox sorts first.
+func TestOutboxStats(t *testing.T) {
+	m := newMachine(t)
+	if depth, oldest, err := m.s.OutboxStats(); err != nil || depth != 0 || oldest != 0 {
+		t.Fatalf("empty outbox: %d %d %v", depth, oldest, err)
+	}
+	alice, _ := m.user()
+	var all []OutboxEntry
+	for i := range 3 {
+		mb, tok := m.webhookMailbox(alice)
+		for range i + 1 {
+			m.publishOK(tok, "x", 600)
+		}
+		m.advance(time.Minute) // each mailbox's receipts decided a minute after the last's
+		m.must(&Command{Kind: KindRevokeMailbox, RevokeMailbox: &RevokeMailbox{TokenHash: Hash(tok)}})
+		all = append(all, m.outbox(mb)...)
+	}
+	want := all[0].At
+	for _, e := range all {
+		want = min(want, e.At)
+	}
+	depth, oldest, err := m.s.OutboxStats()
+	if err != nil || depth != 6 || oldest != want {
+		t.Fatalf("stats: depth %d oldest %d %v, want 6 and %d", depth, oldest, err, want)
+	}
+}
